@@ -111,6 +111,10 @@ class SGD(keras.optimizers.Optimizer):
             variables: the paths of a functional sub-model's variables (a
             backbone) hold only the names of the layers inside it, and a
             `Sequential`'s own name leaves them on a `.keras` reload.
+        average_start: optional number of updates after which to keep a
+            uniform running mean of every trainable variable (the paper's
+            weight-averaging baseline, from update 300 on); see
+            `average_pairs()`. Before that the "average" is the variable.
         **kwargs: the base optimizer arguments (`name`, `clipnorm`,
             `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
             `ema_overwrite_frequency`, `loss_scale_factor`,
@@ -124,6 +128,7 @@ class SGD(keras.optimizers.Optimizer):
         weight_decay=0.0,
         nesterov=False,
         lr_multipliers=None,
+        average_start=None,
         **kwargs,
     ):
         if _is_real(learning_rate):
@@ -156,12 +161,22 @@ class SGD(keras.optimizers.Optimizer):
                 "`nesterov=True` needs a positive `momentum`. Received: "
                 f"momentum={momentum}, nesterov={nesterov}"
             )
+        if average_start is not None and (
+            not isinstance(average_start, numbers.Integral)
+            or isinstance(average_start, bool)
+            or average_start < 1
+        ):
+            raise ValueError(
+                "`average_start` must be None or a positive number of "
+                f"updates. Received: average_start={average_start!r}"
+            )
         lr_multipliers = _validate_lr_multipliers(lr_multipliers)
         super().__init__(learning_rate=learning_rate, weight_decay=None, **kwargs)
         self.momentum = float(momentum)
         self.coupled_weight_decay = float(weight_decay)
         self.nesterov = bool(nesterov)
         self.lr_multipliers = lr_multipliers
+        self.average_start = None if average_start is None else int(average_start)
 
     def build(self, variables):
         """Creates the momentum buffers and resolves the per-variable factors.
@@ -180,6 +195,27 @@ class SGD(keras.optimizers.Optimizer):
         self.momentums = []
         if self.momentum != 0:
             self.momentums = self.add_optimizer_variables(variables, "momentum")
+        self.averages = []
+        if self.average_start is not None:
+            self.averages = self.add_optimizer_variables(variables, "average")
+
+    def average_pairs(self):
+        """Returns `(variable, average)` pairs, one per trainable variable.
+
+        Each `average` is the uniform mean of `variable` over the values it
+        held after updates `average_start, average_start + 1, ...` (equal to
+        the variable itself before `average_start` updates are done).
+
+        Raises:
+            ValueError: the optimizer was made without `average_start` or is
+                not built yet.
+        """
+        if not getattr(self, "averages", None):
+            raise ValueError(
+                "This SGD keeps no weight average: create it with "
+                "`average_start=N` and build it (compile and train) first."
+            )
+        return list(zip(self._trainable_variables, self.averages))
 
     def _resolve_lr_multipliers(self, variables):
         multipliers = []
@@ -242,6 +278,19 @@ class SGD(keras.optimizers.Optimizer):
             else:
                 gradient = new_buffer
         self.assign_sub(variable, keras.ops.multiply(gradient, learning_rate))
+        if self.averages:
+            self._update_average(self.averages[index], variable)
+
+    def _update_average(self, average, variable):
+        completed = keras.ops.cast(self.iterations + 1, variable.dtype)
+        count = keras.ops.maximum(completed - (self.average_start - 1), 1.0)
+        self.assign(
+            average,
+            keras.ops.add(
+                average,
+                keras.ops.divide(keras.ops.subtract(variable, average), count),
+            ),
+        )
 
     def get_config(self):
         config = super().get_config()
@@ -251,6 +300,7 @@ class SGD(keras.optimizers.Optimizer):
                 "weight_decay": self.coupled_weight_decay,
                 "nesterov": self.nesterov,
                 "lr_multipliers": dict(self.lr_multipliers),
+                "average_start": self.average_start,
             }
         )
         return config

@@ -321,3 +321,37 @@ def test_saved_compiled_model_resumes_training_identically(tmp_path):
     reference = _train_torch(0.9, True, HEAD_FACTOR)
     for expected, got in zip(reference, loaded.get_weights()):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_average_is_the_uniform_mean_of_the_weights_from_average_start():
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(2, name="predictions")(inputs)
+    model = keras.Model(inputs, outputs)
+    optimizer = optimizers.SGD(0.1, momentum=0.9, weight_decay=0.01, average_start=3)
+    model.compile(optimizer=optimizer, loss="mse")
+    rng = np.random.RandomState(0)
+    kernels = []
+    for _ in range(8):
+        x, y = rng.normal(size=(5, 4)), rng.normal(size=(5, 2))
+        model.train_on_batch(x.astype("float32"), y.astype("float32"))
+        kernels.append(keras.ops.convert_to_numpy(model.layers[-1].kernel).copy())
+        if len(kernels) == 2:
+            before_start = {
+                v.path: keras.ops.convert_to_numpy(a).copy()
+                for v, a in optimizer.average_pairs()
+            }
+    averages = {v.path: keras.ops.convert_to_numpy(a) for v, a in optimizer.average_pairs()}
+    np.testing.assert_allclose(before_start["predictions/kernel"], kernels[1], rtol=1e-6)
+    np.testing.assert_allclose(
+        averages["predictions/kernel"], np.mean(kernels[2:], axis=0), rtol=1e-5, atol=1e-6
+    )
+    assert not np.allclose(averages["predictions/kernel"], kernels[-1])
+    assert optimizers.SGD.from_config(optimizer.get_config()).average_start == 3
+
+
+def test_average_pairs_needs_average_start():
+    with pytest.raises(ValueError, match="average_start=N"):
+        optimizers.SGD(0.1).average_pairs()
+    with pytest.raises(ValueError, match="average_start=0"):
+        optimizers.SGD(0.1, average_start=0)
