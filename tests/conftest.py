@@ -49,3 +49,57 @@ def tiny_conv_backbone():
     x = keras.layers.BatchNormalization(name="bn")(x)
     outputs = keras.layers.ReLU()(x)
     return keras.Model(inputs, outputs, name="tiny_conv")
+
+
+VLCS_DOMAINS = ("Caltech101", "LabelMe", "SUN09", "VOC2007")
+VLCS_CLASSES = ("bird", "car", "chair", "dog", "person")
+
+
+@pytest.fixture(scope="session")
+def tiny_vlcs_tree(tmp_path_factory):
+    """A DomainBed-layout VLCS tree of small images, with bad files in it.
+
+    Each class has its own colour (shifted per domain), so a tiny network can
+    learn it; Caltech101 holds a corrupt JPEG and LabelMe a text file.
+    """
+    import numpy as np
+    from PIL import Image
+
+    data_dir = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for d, domain in enumerate(VLCS_DOMAINS):
+        for c, name in enumerate(VLCS_CLASSES):
+            folder = data_dir / "VLCS" / domain / name
+            folder.mkdir(parents=True)
+            colour = np.array([c * 60, 255 - c * 50, (d * 70 + c * 30) % 256])
+            for i in range(6):
+                pixels = colour + rng.normal(0, 20, (24, 24, 3))
+                image = Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))
+                image.save(folder / f"{i}.{'png' if i % 2 else 'jpg'}")
+    caltech_bird = data_dir / "VLCS" / "Caltech101" / "bird"
+    (caltech_bird / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (data_dir / "VLCS" / "LabelMe" / "car" / "notes.txt").write_text("junk")
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_preset_folder(tmp_path_factory):
+    """A real KerasHub preset folder (tiny ResNet + image converter)."""
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    folder = tmp_path_factory.mktemp("presets") / "tiny_resnet"
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 32],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+        image_shape=(None, None, 3),
+    )
+    backbone.save_to_preset(str(folder))
+    keras_hub.layers.ResNetImageConverter(
+        image_size=(32, 32), scale=1 / 255.0, offset=-0.5
+    ).save_to_preset(str(folder))
+    return str(folder)

@@ -158,3 +158,13 @@ def test_bad_arguments_name_what_was_received(tiny_conv_backbone, kwargs, messag
     arguments = {"num_classes": 3, **kwargs}
     with pytest.raises(ValueError, match=message):
         build_classifier(tiny_conv_backbone, **arguments)
+
+
+def test_head_is_initialised_like_a_pytorch_linear_layer(tiny_conv_backbone):
+    model = build_classifier(tiny_conv_backbone, 200, rate=0.9)
+    head = model.get_layer("predictions")
+    bound = 1 / np.sqrt(8)  # the tiny backbone has 8 channels
+    for weights in (head.kernel, head.bias):
+        values = keras.ops.convert_to_numpy(weights)
+        assert np.abs(values).max() <= bound
+        assert np.abs(values).max() > 0.9 * bound

