@@ -20,7 +20,6 @@ import collections
 import json
 import math
 import multiprocessing
-import os
 import random
 import time
 
@@ -28,14 +27,8 @@ import numpy as np
 from absl import app, flags
 from PIL import Image, ImageEnhance
 
-_DATASET = flags.DEFINE_string("dataset", "pacs", "Registry name of the dataset.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder holding the dataset folder.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Side of the output images.")
-_SECONDS = flags.DEFINE_float("seconds", 30.0, "Seconds to measure, after warm-up.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per training domain per step.")
-_TEST_ENV = flags.DEFINE_integer("test_env", 0, "Index of the held-out domain.")
-_WARMUP_STEPS = flags.DEFINE_integer("warmup_steps", 5, "Steps read before measuring.")
-_CORES = flags.DEFINE_integer("cores", os.cpu_count(), "Worker processes.")
+import pipeline_flags
+
 
 _SCALE = (0.7, 1.0)
 _RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -111,11 +104,11 @@ def main(argv):
     # stay free of TensorFlow.
     from keras_ldrop.data import load_domains, split_in_out
 
-    domains = load_domains(_DATASET.value, _DATA_DIR.value)
+    domains = load_domains(pipeline_flags.DATASET.value, pipeline_flags.DATA_DIR.value)
     train = [
         split_in_out(domain, 0.2, trial_seed=0, domain_index=i)[0]
         for i, domain in enumerate(domains)
-        if i != _TEST_ENV.value
+        if i != pipeline_flags.TEST_ENV.value
     ]
     rng = np.random.default_rng(0)
 
@@ -123,15 +116,15 @@ def main(argv):
         seed = 0
         while True:
             for domain in train:
-                indices = rng.integers(0, len(domain), _BATCH_SIZE.value)
+                indices = rng.integers(0, len(domain), pipeline_flags.BATCH_SIZE.value)
                 seed += 1
-                yield [domain.paths[i] for i in indices], _IMAGE_SIZE.value, seed
+                yield [domain.paths[i] for i in indices], pipeline_flags.IMAGE_SIZE.value, seed
 
-    with multiprocessing.get_context("spawn").Pool(_CORES.value) as pool:
+    with multiprocessing.get_context("spawn").Pool(pipeline_flags.CORES.value) as pool:
         pending = collections.deque()
         planned = tasks()
 
-        in_flight = max(2 * _CORES.value, len(train))
+        in_flight = max(2 * pipeline_flags.CORES.value, len(train))
 
         def next_step():
             """Returns the step's float32 batch and the workers' CPU seconds for it."""
@@ -140,11 +133,11 @@ def main(argv):
             parts, seconds = zip(*(pending.popleft().get() for _ in train))
             return np.concatenate(parts).astype(np.float32), sum(seconds)
 
-        for _ in range(_WARMUP_STEPS.value):
+        for _ in range(pipeline_flags.WARMUP_STEPS.value):
             next_step()
         images, worker_cpu = 0, 0.0
         start, start_cpu = time.perf_counter(), time.process_time()
-        while time.perf_counter() - start < _SECONDS.value:
+        while time.perf_counter() - start < pipeline_flags.SECONDS.value:
             batch, seconds = next_step()
             images += batch.shape[0]
             worker_cpu += seconds
@@ -154,11 +147,11 @@ def main(argv):
         json.dumps(
             {
                 "pipeline": "PIL reference (DomainBed way)",
-                "dataset": _DATASET.value,
-                "image_size": _IMAGE_SIZE.value,
-                "batch_size_per_domain": _BATCH_SIZE.value,
+                "dataset": pipeline_flags.DATASET.value,
+                "image_size": pipeline_flags.IMAGE_SIZE.value,
+                "batch_size_per_domain": pipeline_flags.BATCH_SIZE.value,
                 "training_domains": len(train),
-                "cores": _CORES.value,
+                "cores": pipeline_flags.CORES.value,
                 "seconds": round(elapsed, 2),
                 "images": images,
                 "images_per_second": round(images / elapsed, 1),

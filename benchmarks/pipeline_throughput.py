@@ -14,22 +14,14 @@ the same tree and the same cores:
 """
 
 import json
-import os
 import time
 
 from absl import app, flags
 
 from keras_ldrop.data import load_domains, split_in_out, training_dataset
 from keras_ldrop.data.sample_tree import write_sample_tree
+import pipeline_flags
 
-_DATASET = flags.DEFINE_string("dataset", "pacs", "Registry name of the dataset.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder holding the dataset folder.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Side of the output images.")
-_SECONDS = flags.DEFINE_float("seconds", 30.0, "Seconds to measure, after warm-up.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per training domain per step.")
-_TEST_ENV = flags.DEFINE_integer("test_env", 0, "Index of the held-out domain.")
-_WARMUP_STEPS = flags.DEFINE_integer("warmup_steps", 5, "Steps read before measuring.")
-_CORES = flags.DEFINE_integer("cores", os.cpu_count(), "Threads the pipeline may use.")
 _WRITE_SAMPLE_TREE = flags.DEFINE_bool(
     "write_sample_tree", False, "First write a PACS tree from the mini PACS (pacs only)."
 )
@@ -45,30 +37,30 @@ def main(argv):
     del argv
     if _WRITE_SAMPLE_TREE.value:
         write_sample_tree(
-            _DATA_DIR.value,
+            pipeline_flags.DATA_DIR.value,
             image_shape=tuple(int(side) for side in _SAMPLE_SHAPE.value),
             images_per_class=_SAMPLE_PER_CLASS.value,
         )
-    domains = load_domains(_DATASET.value, _DATA_DIR.value)
+    domains = load_domains(pipeline_flags.DATASET.value, pipeline_flags.DATA_DIR.value)
     train = [
         split_in_out(domain, 0.2, trial_seed=0, domain_index=i)[0]
         for i, domain in enumerate(domains)
-        if i != _TEST_ENV.value
+        if i != pipeline_flags.TEST_ENV.value
     ]
     stream = iter(
         training_dataset(
             train,
-            _BATCH_SIZE.value,
-            _IMAGE_SIZE.value,
+            pipeline_flags.BATCH_SIZE.value,
+            pipeline_flags.IMAGE_SIZE.value,
             seed=0,
-            num_threads=_CORES.value,
+            num_threads=pipeline_flags.CORES.value,
         )
     )
-    for _ in range(_WARMUP_STEPS.value):
+    for _ in range(pipeline_flags.WARMUP_STEPS.value):
         next(stream)
     images = 0
     start, start_cpu = time.perf_counter(), time.process_time()
-    while time.perf_counter() - start < _SECONDS.value:
+    while time.perf_counter() - start < pipeline_flags.SECONDS.value:
         batch, _ = next(stream)
         images += int(batch.shape[0])
     elapsed = time.perf_counter() - start
@@ -77,11 +69,11 @@ def main(argv):
         json.dumps(
             {
                 "pipeline": "keras_ldrop tf.data",
-                "dataset": _DATASET.value,
-                "image_size": _IMAGE_SIZE.value,
-                "batch_size_per_domain": _BATCH_SIZE.value,
+                "dataset": pipeline_flags.DATASET.value,
+                "image_size": pipeline_flags.IMAGE_SIZE.value,
+                "batch_size_per_domain": pipeline_flags.BATCH_SIZE.value,
                 "training_domains": len(train),
-                "cores": _CORES.value,
+                "cores": pipeline_flags.CORES.value,
                 "seconds": round(elapsed, 2),
                 "images": images,
                 "images_per_second": round(images / elapsed, 1),

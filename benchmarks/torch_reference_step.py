@@ -14,18 +14,12 @@ import resource
 import statistics
 import time
 
-from absl import app, flags
+from absl import app
 import torch
 from torch import nn
 
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 112, "Side of the square images.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per domain per step.")
-_DOMAINS = flags.DEFINE_integer("domains", 3, "Training domains per step.")
-_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps.")
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first.")
-_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "bf16/fp16 autocast or none.")
-_RATE = flags.DEFINE_float("rate", 0.9, "Dropout rate.")
-_CLASSES = flags.DEFINE_integer("num_classes", 7, "Classes of the head.")
+import step_flags
+
 
 
 class Bottleneck(nn.Module):
@@ -88,13 +82,13 @@ def main(argv):
     del argv
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = ResNet50Classifier(_CLASSES.value, _RATE.value).to(device).train()
+    model = ResNet50Classifier(step_flags.NUM_CLASSES.value, step_flags.RATE.value).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
     loss_fn = nn.CrossEntropyLoss()
-    images = _BATCH_SIZE.value * _DOMAINS.value
-    x = torch.rand(images, 3, _IMAGE_SIZE.value, _IMAGE_SIZE.value, device=device)
-    y = torch.randint(0, _CLASSES.value, (images,), device=device)
-    dtype = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}.get(_PRECISION.value)
+    images = step_flags.BATCH_SIZE.value * step_flags.DOMAINS.value
+    x = torch.rand(images, 3, step_flags.IMAGE_SIZE.value, step_flags.IMAGE_SIZE.value, device=device)
+    y = torch.randint(0, step_flags.NUM_CLASSES.value, (images,), device=device)
+    dtype = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}.get(step_flags.PRECISION.value)
     scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
 
     def step():
@@ -106,10 +100,10 @@ def main(argv):
         scaler.update()
         return float(loss.detach())  # to the host: a sync
 
-    for _ in range(_WARMUP.value):
+    for _ in range(step_flags.WARMUP.value):
         step()
     times = []
-    for _ in range(_STEPS.value):
+    for _ in range(step_flags.STEPS.value):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
@@ -123,9 +117,9 @@ def main(argv):
         "peak_host_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "peak_device_memory_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None,
         "settings": {
-            "image_size": _IMAGE_SIZE.value, "batch_size": _BATCH_SIZE.value,
-            "domains": _DOMAINS.value, "steps": _STEPS.value, "warmup": _WARMUP.value,
-            "backbone": "resnet50 (random)", "precision": _PRECISION.value, "rate": _RATE.value,
+            "image_size": step_flags.IMAGE_SIZE.value, "batch_size": step_flags.BATCH_SIZE.value,
+            "domains": step_flags.DOMAINS.value, "steps": step_flags.STEPS.value, "warmup": step_flags.WARMUP.value,
+            "backbone": "resnet50 (random)", "precision": step_flags.PRECISION.value, "rate": step_flags.RATE.value,
         },
     }))
 

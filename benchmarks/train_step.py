@@ -14,25 +14,17 @@ import json
 import os
 import resource
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 112, "Side of the square images.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per domain per step.")
-_DOMAINS = flags.DEFINE_integer("domains", 3, "Training domains per step.")
-_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps.")
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (compilation).")
+import step_flags  # noqa: E402
+
 _BACKBONE = flags.DEFINE_string("backbone", None, "Anything build_classifier accepts; default a random ResNet-50.")
-_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Keras dtype policy.")
 _JIT = flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "Keras compile(jit_compile=...).")
-_RATE = flags.DEFINE_float("rate", 0.9, "Dropout rate.")
-_CLASSES = flags.DEFINE_integer("num_classes", 7, "Classes of the head.")
 
 
 def device_peak_bytes(keras):
@@ -58,30 +50,30 @@ def main(argv):
     del argv
     import keras
 
-    from benchmarks.resnet50_architecture import keras_resnet50
+    from resnet50_architecture import keras_resnet50
     from keras_ldrop import build_classifier
     from keras_ldrop.optimizers import SGD
 
-    keras.config.set_dtype_policy(_PRECISION.value)
+    keras.config.set_dtype_policy(step_flags.PRECISION.value)
     keras.utils.set_random_seed(0)
     backbone = _BACKBONE.value or keras_resnet50()
-    model = build_classifier(backbone, _CLASSES.value, rate=_RATE.value, normalization="imagenet")
+    model = build_classifier(backbone, step_flags.NUM_CLASSES.value, rate=step_flags.RATE.value, normalization="imagenet")
     jit = {"auto": "auto", "true": True, "false": False}[_JIT.value]
     model.compile(
         optimizer=SGD(1e-3, momentum=0.9, weight_decay=1e-4),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=jit,
     )
-    images = _BATCH_SIZE.value * _DOMAINS.value
+    images = step_flags.BATCH_SIZE.value * step_flags.DOMAINS.value
     rng = np.random.default_rng(0)
     x = keras.ops.convert_to_tensor(
-        rng.uniform(0, 255, (images, _IMAGE_SIZE.value, _IMAGE_SIZE.value, 3)).astype("float32")
+        rng.uniform(0, 255, (images, step_flags.IMAGE_SIZE.value, step_flags.IMAGE_SIZE.value, 3)).astype("float32")
     )
-    y = keras.ops.convert_to_tensor(rng.integers(0, _CLASSES.value, images).astype("int32"))
-    for _ in range(_WARMUP.value):
+    y = keras.ops.convert_to_tensor(rng.integers(0, step_flags.NUM_CLASSES.value, images).astype("int32"))
+    for _ in range(step_flags.WARMUP.value):
         model.train_on_batch(x, y)
     times = []
-    for _ in range(_STEPS.value):
+    for _ in range(step_flags.STEPS.value):
         start = time.perf_counter()
         float(model.train_on_batch(x, y))  # the loss comes back to the host: a sync
         times.append(time.perf_counter() - start)
@@ -95,10 +87,10 @@ def main(argv):
         "peak_host_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "peak_device_memory_bytes": device_peak_bytes(keras),
         "settings": {
-            "image_size": _IMAGE_SIZE.value, "batch_size": _BATCH_SIZE.value,
-            "domains": _DOMAINS.value, "steps": _STEPS.value, "warmup": _WARMUP.value,
-            "backbone": _BACKBONE.value or "resnet50 (random)", "precision": _PRECISION.value,
-            "jit_compile": _JIT.value, "rate": _RATE.value,
+            "image_size": step_flags.IMAGE_SIZE.value, "batch_size": step_flags.BATCH_SIZE.value,
+            "domains": step_flags.DOMAINS.value, "steps": step_flags.STEPS.value, "warmup": step_flags.WARMUP.value,
+            "backbone": _BACKBONE.value or "resnet50 (random)", "precision": step_flags.PRECISION.value,
+            "jit_compile": _JIT.value, "rate": step_flags.RATE.value,
         },
     }))
 

@@ -8,9 +8,7 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 
-@pytest.fixture
-def tiny_keras_hub_resnet():
-    """A two-stage KerasHub ResNet (the real class, random weights)."""
+def _tiny_keras_hub_resnet():
     import keras_hub
 
     keras.utils.set_random_seed(0)
@@ -23,6 +21,12 @@ def tiny_keras_hub_resnet():
         block_type="basic_block",
         image_shape=(None, None, 3),
     )
+
+
+@pytest.fixture
+def tiny_keras_hub_resnet():
+    """A two-stage KerasHub ResNet (the real class, random weights)."""
+    return _tiny_keras_hub_resnet()
 
 
 @pytest.fixture
@@ -87,17 +91,8 @@ def tiny_preset_folder(tmp_path_factory):
     """A real KerasHub preset folder (tiny ResNet + image converter)."""
     import keras_hub
 
-    keras.utils.set_random_seed(0)
     folder = tmp_path_factory.mktemp("presets") / "tiny_resnet"
-    backbone = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64],
-        input_conv_kernel_sizes=[3],
-        stackwise_num_filters=[64, 32],
-        stackwise_num_blocks=[1, 1],
-        stackwise_num_strides=[1, 2],
-        block_type="basic_block",
-        image_shape=(None, None, 3),
-    )
+    backbone = _tiny_keras_hub_resnet()
     backbone.save_to_preset(str(folder))
     keras_hub.layers.ResNetImageConverter(
         image_size=(32, 32), scale=1 / 255.0, offset=-0.5

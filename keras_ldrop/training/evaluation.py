@@ -16,7 +16,6 @@ Example:
 
 import contextlib
 
-import keras
 import numpy as np
 
 from keras_ldrop.data import evaluation_dataset
