@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared accelerator check, under 8 minutes on an H200: ResNet-50 fine-tuning
 # images/s at 224 px in bf16 (96 images per step: 32 from each of 3 domains) on each
-# Keras backend and on the plain-PyTorch reference, plus the tf.data training stream's
+# Keras backend (and torch with jit_compile=True, i.e. torch.compile) and on the
+# plain-PyTorch reference, plus the tf.data training stream's
 # images/s on the machine's cores; prints a table. Every measurement is a JSON line in
 # $OUT (default /tmp/gpu_check); a part that cannot run says why in the table.
 #
@@ -40,6 +41,7 @@ measure pytorch_reference "$PY" benchmarks/torch_reference_step.py "${STEP[@]}"
 for backend in jax torch tensorflow; do
   KERAS_BACKEND=$backend measure "keras_$backend" "$PY" benchmarks/train_step.py "${STEP[@]}"
 done
+KERAS_BACKEND=torch measure keras_torch_compiled "$PY" benchmarks/train_step.py "${STEP[@]}" --jit_compile=true
 measure tf_data_pipeline bash -c "$PY benchmarks/pipeline_throughput.py --dataset=pacs \
   --data_dir=/tmp/gpu_check_data --write_sample_tree --image_size=224 --seconds=$PIPELINE_SECONDS"
 
@@ -48,7 +50,8 @@ import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 print("GPU:", (out / "gpu.txt").read_text().strip())
 rows = {}
-for name in ("pytorch_reference", "keras_jax", "keras_torch", "keras_tensorflow", "tf_data_pipeline"):
+for name in ("pytorch_reference", "keras_jax", "keras_torch", "keras_torch_compiled",
+             "keras_tensorflow", "tf_data_pipeline"):
     record = json.loads((out / f"{name}.json").read_text())
     rows[name] = record
 reference = rows["pytorch_reference"].get("images_per_second")
