@@ -21,7 +21,7 @@ from keras_ldrop.backbones import BackboneError  # noqa: E402
 from keras_ldrop.data import DatasetNotFoundError  # noqa: E402
 from keras_ldrop.training import FinetuneConfig, train_and_evaluate  # noqa: E402
 from keras_ldrop.training.checkpoint import CheckpointMismatchError  # noqa: E402
-from keras_ldrop.training.config import PRECISIONS  # noqa: E402
+from keras_ldrop.training.config import DISTRIBUTIONS, PRECISIONS  # noqa: E402
 
 _DEFAULTS = FinetuneConfig()
 flags.DEFINE_string("dataset", _DEFAULTS.dataset, "Registry name, e.g. vlcs, pacs, office_home, terra_incognita, domain_net, rotated_mnist, pacs_mini, vlcs_mini.")
@@ -43,6 +43,7 @@ flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seeds the head, dropout and data s
 flags.DEFINE_enum("precision", _DEFAULTS.precision, PRECISIONS, "Compute precision.")
 flags.DEFINE_boolean("freeze_bn", _DEFAULTS.freeze_batchnorm, "Keep BatchNorm statistics frozen (the paper's setting).")
 flags.DEFINE_integer("average_start", None, "First update of the weight average and trajectory ensemble. Default: 300 or the first checkpoint.")
+flags.DEFINE_enum("distribution", _DEFAULTS.distribution, DISTRIBUTIONS, "data_parallel: split each batch across every device (JAX: keras.distribution.DataParallel, across processes too; TensorFlow: MirroredStrategy over the local GPUs; not available on torch). Not part of the run's settings: a run may resume with another.")
 flags.DEFINE_string("output_dir", None, "Run folder. Default: runs/<dataset>-<hash of the settings>; the same command resumes it.")
 FLAGS = flags.FLAGS
 
@@ -77,6 +78,7 @@ def config_from_flags():
         precision=FLAGS.precision,
         freeze_batchnorm=FLAGS.freeze_bn,
         average_start=FLAGS.average_start,
+        distribution=FLAGS.distribution,
     ).resolve()
 
 

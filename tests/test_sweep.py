@@ -95,6 +95,12 @@ def test_folders_are_named_by_a_hash_of_the_arguments(tmp_path):
         assert arguments[-1].startswith("--") and "--output_dir" not in " ".join(arguments)
         digest = hashlib.sha256(" ".join(arguments).encode()).hexdigest()[:10]
         assert job.folder == os.path.join(tmp_path, f"pacs_mini-{digest}")
+    parallel = make_jobs(
+        tmp_path, "pacs_mini", rates=[0, 0.9], trials=2, test_envs=[1],
+        distribution="data_parallel",
+    )
+    assert [j.folder for j in parallel] == [j.folder for j in jobs]
+    assert all("--distribution=data_parallel" in j.command("app", "python") for j in parallel)
 
 
 def finetune_flag_names():

@@ -53,10 +53,13 @@ _FLAG_NAMES = {"test_envs": "test_env", "freeze_batchnorm": "freeze_bn"}
 def run_folder_name(config):
     """`<dataset>-<first 10 hex digits of the SHA-256 of its finetune flags>`.
 
+    Only the flags of the run's identity count: how a run is computed
+    (`--distribution`) does not rename its folder.
+
     Args:
         config: a resolved `FinetuneConfig`.
     """
-    arguments = " ".join(finetune_flags(config))
+    arguments = " ".join(finetune_flags(config, identity_only=True))
     return f"{config.dataset}-{hashlib.sha256(arguments.encode()).hexdigest()[:10]}"
 
 
@@ -95,15 +98,22 @@ class Job:
         return [python, app, *finetune_flags(self.config), f"--output_dir={self.folder}"]
 
 
-def finetune_flags(config):
+def finetune_flags(config, identity_only=False):
     """`--name=value` flags of `apps/finetune.py` that give it `config`.
 
     The grid's axes are always written; every other field only where it
     differs from the `FinetuneConfig` default, so that a field added to the
     config (with its default) does not need a flag in the app first.
+
+    Args:
+        config: a resolved `FinetuneConfig`.
+        identity_only: leave out the fields that are not part of the run's
+            identity (those with `compare=False`, e.g. `distribution`).
     """
     flags = []
     for field in dataclasses.fields(config):
+        if identity_only and not field.compare:
+            continue
         name = _FLAG_NAMES.get(field.name, field.name)
         value = getattr(config, field.name)
         if value is None or (field.name not in GRID_FIELDS and value == field.default):

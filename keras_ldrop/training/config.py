@@ -19,6 +19,11 @@ from keras_ldrop.offline_presets import OFFLINE_PRESET_NAME
 
 PAPER_BACKBONE = "hf://timm/resnet50.tv2_in1k"
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+DISTRIBUTIONS = ("none", "data_parallel")
+# Fields that say how a run computes, not what: left out of its identity
+# (`config.json`, finetune's default folder hash, the check on resume), so
+# that a run can resume on other devices.
+_EXECUTION_FIELDS = ("distribution",)
 # The weight average and the trajectory ensemble start here, as in the paper.
 AVERAGING_START_STEP = 300
 
@@ -58,6 +63,9 @@ class FinetuneConfig:
         average_start: first update of the weight average and the
             trajectory ensemble; default the paper's 300, or the first
             checkpoint when checkpoints come more often.
+        distribution: `none` (one device) or `data_parallel` (each batch
+            split across every device; see `keras_ldrop.training.distribution`).
+            Not part of the run's identity: a run may resume with another.
     """
 
     dataset: str = "vlcs_mini"
@@ -79,6 +87,7 @@ class FinetuneConfig:
     precision: str = "float32"
     freeze_batchnorm: bool = True
     average_start: int | None = None
+    distribution: str = dataclasses.field(default="none", compare=False)
 
     def resolve(self):
         """Returns a copy with every default filled in and every value checked.
@@ -139,6 +148,11 @@ class FinetuneConfig:
                 f"--precision must be one of {', '.join(PRECISIONS)}; "
                 f"received {self.precision!r}."
             )
+        if self.distribution not in DISTRIBUTIONS:
+            raise ConfigError(
+                f"--distribution must be one of {', '.join(DISTRIBUTIONS)}; "
+                f"received {self.distribution!r}."
+            )
         domains = len(spec.domains)
         if not self.test_envs:
             raise ConfigError("--test_env needs at least one domain index.")
@@ -169,7 +183,11 @@ class FinetuneConfig:
         return tuple(sorted(drop for drop in drops if drop < self.steps))
 
     def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        """The settings that define the run (all but `distribution`)."""
+        values = dataclasses.asdict(self)
+        for name in _EXECUTION_FIELDS:
+            del values[name]
+        return json.dumps(values, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text):

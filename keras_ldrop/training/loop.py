@@ -6,6 +6,11 @@ interval every domain's in and out splits are evaluated for the model, its
 uniform weight average and the trajectory ensemble; a DomainBed-shaped record
 is appended to `results.jsonl`, and the whole state is checkpointed atomically.
 
+With `distribution="data_parallel"` the model is built, trained and
+evaluated inside a `RunDistribution` (`keras_ldrop.training.distribution`):
+each batch is split across the devices, and in a multi-process JAX run only
+process 0 writes the run's files.
+
 Outputs in `output_dir`: `config.json` (the resolved settings),
 `results.jsonl`, `checkpoint.npz`, `best.keras` (best training-domain
 validation), `final.keras`, `summary.json` and the empty `done` marker.
@@ -19,13 +24,10 @@ print(summary["best"]["test_acc"])
 ```
 """
 
-import dataclasses
-import json
 import os
 import time
 
 import keras
-import numpy as np
 
 from keras_ldrop.data import (
     get_dataset,
@@ -38,7 +40,7 @@ from keras_ldrop.models import build_classifier
 from keras_ldrop.optimizers import SGD, step_decay
 from keras_ldrop.training import evaluation
 from keras_ldrop.training.checkpoint import load_checkpoint, save_checkpoint
-from keras_ldrop.training.config import ConfigError, FinetuneConfig
+from keras_ldrop.training.distribution import RunDistribution
 from keras_ldrop.training.records import RunFiles, progress_line
 
 
@@ -59,30 +61,61 @@ def train_and_evaluate(config, output_dir, log=_print_now):
         The run's summary (also written to `summary.json`).
 
     Raises:
-        ConfigError: invalid settings, or an output folder of another run.
+        ConfigError: invalid settings, an output folder of another run, or a
+            `data_parallel` run that the backend or the devices cannot do.
     """
     config = config.resolve()
-    files = RunFiles(output_dir)
+    share_accelerators_with_keras()
+    training_domains = len(get_dataset(config.dataset).domains) - len(
+        set(config.test_envs)
+    )
+    distribution = RunDistribution(
+        config.distribution, config.batch_size * training_domains
+    )
+    files = (RunFiles if distribution.is_main_process else _ReadOnlyRunFiles)(
+        output_dir
+    )
     files.claim(config)
     if files.is_done():
         summary = files.read_summary()
         log(f"Run already finished: {summary['paths']['results']}")
         return summary
-    share_accelerators_with_keras()
     keras.config.set_dtype_policy(config.precision)
     keras.utils.set_random_seed(config.seed)
-    run = _Run(config, files, log)
-    run.train()
-    return run.finish()
+    if distribution.describe():
+        log(distribution.describe())
+    with distribution.scope():
+        run = _Run(config, files, log, distribution)
+        run.train()
+        return run.finish()
+
+
+class _ReadOnlyRunFiles(RunFiles):
+    """The run folder as processes 1, 2, ... of a multi-process run use it:
+    they check and read it, and leave every write to process 0."""
+
+    def claim(self, config):
+        if os.path.exists(self.config):
+            super().claim(config)
+
+    def write_records(self, records):
+        pass
+
+    def save_model(self, model, name):
+        pass
+
+    def finish(self, summary):
+        pass
 
 
 class _Run:
     """The state of one run between checkpoints."""
 
-    def __init__(self, config, files, log):
+    def __init__(self, config, files, log, distribution):
         self.config = config
         self.files = files
         self.log = log
+        self.distribution = distribution
         self.spec = get_dataset(config.dataset)
         domains = load_domains(config.dataset, config.data_dir)
         self.splits = {}
@@ -185,13 +218,14 @@ class _Run:
 
     def _evaluate(self, loss):
         config = self.config
-        logits = evaluation.predict_logits(self.model, self.splits, config.image_size)
+        predictor = self.distribution.predictor(self.model)
+        logits = evaluation.predict_logits(predictor, self.splits, config.image_size)
         record = {"step": self.step, "epoch": self._epoch(), "loss": float(loss)}
         record.update(evaluation.accuracies(logits, self.splits))
         if self.step >= config.average_start:
             with evaluation.averaged_weights(self._sgd):
                 average_logits = evaluation.predict_logits(
-                    self.model, self.splits, config.image_size
+                    predictor, self.splits, config.image_size
                 )
             record.update(
                 evaluation.accuracies(
@@ -247,6 +281,8 @@ class _Run:
             "data_dir": config.data_dir,
             "output_dir": self.files.root,
             "backend": keras.backend.backend(),
+            "distribution": config.distribution,
+            "devices": max(1, len(self.distribution.devices)),
         }
 
     def _checkpoint(self, record):
@@ -259,24 +295,29 @@ class _Run:
                 "validation_acc": validation,
                 "test_acc": evaluation.test_accuracy(record, self.config.test_envs),
             }
-            self.files.save_model(self.model, "best")
+            self._save_model("best")
         self.records.append(record)
-        save_checkpoint(
-            self.files.checkpoint,
-            self.model.variables,
-            self.optimizer.variables,
-            {f"ensemble/{k}": v for k, v in self.ensemble_sums.items()},
-            {
-                "step": self.step,
-                "records": self.records,
-                "best": self.best,
-                "ensemble_members": self.ensemble_members,
-            },
-        )
+        if self.distribution.is_main_process:
+            save_checkpoint(
+                self.files.checkpoint,
+                self.model.variables,
+                self.optimizer.variables,
+                {f"ensemble/{k}": v for k, v in self.ensemble_sums.items()},
+                {
+                    "step": self.step,
+                    "records": self.records,
+                    "best": self.best,
+                    "ensemble_members": self.ensemble_members,
+                },
+            )
         self.files.write_records(self.records)
 
+    def _save_model(self, name):
+        with self.distribution.main_process_only():
+            self.files.save_model(self.model, name)
+
     def finish(self):
-        self.files.save_model(self.model, "final")
+        self._save_model("final")
         last = self.records[-1]
         test_envs = self.config.test_envs
         summary = {
