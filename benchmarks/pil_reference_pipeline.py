@@ -17,7 +17,6 @@ workers' time on the measured batches):
 """
 
 import collections
-import json
 import math
 import multiprocessing
 import random
@@ -143,22 +142,7 @@ def main(argv):
             worker_cpu += seconds
         elapsed = time.perf_counter() - start
         cpu = time.process_time() - start_cpu + worker_cpu
-    print(
-        json.dumps(
-            {
-                "pipeline": "PIL reference (DomainBed way)",
-                "dataset": pipeline_flags.DATASET.value,
-                "image_size": pipeline_flags.IMAGE_SIZE.value,
-                "batch_size_per_domain": pipeline_flags.BATCH_SIZE.value,
-                "training_domains": len(train),
-                "cores": pipeline_flags.CORES.value,
-                "seconds": round(elapsed, 2),
-                "images": images,
-                "images_per_second": round(images / elapsed, 1),
-                "cpu_ms_per_image": round(1000 * cpu / images, 2),
-            }
-        )
-    )
+    pipeline_flags.print_measurement("PIL reference (DomainBed way)", len(train), images, elapsed, cpu)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ the same tree and the same cores:
   python benchmarks/pil_reference_pipeline.py --data_dir=/tmp/bench
 """
 
-import json
 import time
 
 from absl import app, flags
@@ -65,22 +64,7 @@ def main(argv):
         images += int(batch.shape[0])
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - start_cpu
-    print(
-        json.dumps(
-            {
-                "pipeline": "keras_ldrop tf.data",
-                "dataset": pipeline_flags.DATASET.value,
-                "image_size": pipeline_flags.IMAGE_SIZE.value,
-                "batch_size_per_domain": pipeline_flags.BATCH_SIZE.value,
-                "training_domains": len(train),
-                "cores": pipeline_flags.CORES.value,
-                "seconds": round(elapsed, 2),
-                "images": images,
-                "images_per_second": round(images / elapsed, 1),
-                "cpu_ms_per_image": round(1000 * cpu / images, 2),
-            }
-        )
-    )
+    pipeline_flags.print_measurement("keras_ldrop tf.data", len(train), images, elapsed, cpu)
 
 
 if __name__ == "__main__":
