@@ -48,6 +48,14 @@ def _percent(estimate):
     return 100 * estimate.mean, 100 * (estimate.stderr or 0.0)
 
 
+def _label_panel(axis, summary, x_label):
+    axis.set_title(summary.setting.label, fontsize=9)
+    axis.set_xlabel(x_label)
+    axis.set_ylabel("o.o.d. accuracy (test domain, %)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+
+
 def _save(figure, path):
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -80,11 +88,7 @@ def plot_iid_vs_ood(summaries, path):
                 color=colour_of[row.rate], linestyle="none", capsize=2,
                 label=f"{row.method}, rate {format_rate(row.rate)}",
             )
-        axis.set_title(summary.setting.label, fontsize=9)
-        axis.set_xlabel("i.i.d. accuracy (training-domain validation, %)")
-        axis.set_ylabel("o.o.d. accuracy (test domain, %)")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        _label_panel(axis, summary, "i.i.d. accuracy (training-domain validation, %)")
     _save(figure, path)
 
 
@@ -110,9 +114,5 @@ def plot_ood_vs_rate(summaries, path):
                 rates, means, yerr=errors, marker=MARKERS[method], capsize=2,
                 label=method,
             )
-        axis.set_title(summary.setting.label, fontsize=9)
-        axis.set_xlabel("dropout rate")
-        axis.set_ylabel("o.o.d. accuracy (test domain, %)")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        _label_panel(axis, summary, "dropout rate")
     _save(figure, path)
