@@ -52,9 +52,15 @@ def save_checkpoint(path, model_variables, optimizer_variables, arrays, meta):
         payload[f"array/{name}"] = np.asarray(array)
     buffer = io.BytesIO()
     np.savez(buffer, **payload)
+    write_atomically(path, buffer.getvalue())
+
+
+def write_atomically(path, data):
+    """Writes `data` (bytes) to `path` through a synced temporary file and a rename,
+    so a kill at any moment leaves either the old file or the new one."""
     temporary = f"{path}.tmp"
     with open(temporary, "wb") as file:
-        file.write(buffer.getvalue())
+        file.write(data)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)

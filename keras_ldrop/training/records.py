@@ -14,16 +14,12 @@ import json
 import os
 
 from keras_ldrop.training import evaluation
+from keras_ldrop.training.checkpoint import write_atomically
 from keras_ldrop.training.config import ConfigError, FinetuneConfig
 
 
 def _write_atomically(path, text):
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    write_atomically(path, text.encode())
 
 
 class RunFiles:
