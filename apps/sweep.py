@@ -6,12 +6,14 @@
 The grid is the product of --rates, --lrs, --weight_decays,
 --head_lr_multipliers, --test_envs and --trials; its defaults are the paper's
 (rates {0, 0.9}, lr {1e-3, 5e-4}, weight decay {1e-4, 5e-5, 1e-5}, 3 trials,
-every domain as test domain). The other flags are `apps/finetune.py`'s, shared
-by every run. Each run's folder is named by a hash of its settings: `launch`
-again skips the finished runs and resumes the unfinished ones; `status` counts
-them (the same flags name the same grid). Launchers: `local` (one run after
-the other, each in its own process), `in_process`, `multi_gpu` (one run per
-visible GPU) and `slurm` (a submitit job array).
+every domain as test domain). The other flags (`apps/run_flags.py`: data,
+backbone, steps, image size, precision, `--distribution`, ...) are
+`apps/finetune.py`'s, passed to every run. Each run's folder is named by a
+hash of its settings: `launch` again skips the finished runs and resumes the
+unfinished ones; `status` counts them (the same flags name the same grid).
+Launchers: `local` (one run after the other, each in its own process),
+`in_process`, `multi_gpu` (one run per visible GPU) and `slurm` (a submitit
+job array).
 """
 
 import os
@@ -31,15 +33,12 @@ from keras_ldrop.evaluation.sweep import (  # noqa: E402
     make_jobs,
     sweep_status,
 )
-from keras_ldrop.training import FinetuneConfig  # noqa: E402
-from keras_ldrop.training.config import PRECISIONS  # noqa: E402
+from run_flags import shared_settings  # noqa: E402
 
 FINETUNE_APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "finetune.py")
 COMMANDS = ("launch", "status", "delete_incomplete")
 LAUNCHERS = ("local", "in_process", "multi_gpu", "slurm")
-_DEFAULTS = FinetuneConfig()
 
-flags.DEFINE_string("output_dir", None, "The sweep's folder; each run gets a subfolder <dataset>-<hash>. Default: runs/sweep-<dataset>.", allow_override=True)
 flags.DEFINE_list("rates", None, "Dropout rates. Default: 0 and the dataset's rate (0.9; DomainNet 0.5).")
 flags.DEFINE_list("lrs", None, "Learning rates. Default: the dataset's (1e-3,5e-4; DomainNet 3e-3,5e-3; the offline minis 1e-4).")
 flags.DEFINE_list("weight_decays", [repr(w) for w in WEIGHT_DECAYS], "Coupled L2 coefficients.")
@@ -55,20 +54,6 @@ flags.DEFINE_integer("slurm_cpus_per_task", 8, "slurm: CPUs per run.")
 flags.DEFINE_integer("slurm_mem_gb", 32, "slurm: memory per run, GB.")
 flags.DEFINE_integer("slurm_array_parallelism", 64, "slurm: runs at a time.")
 flags.DEFINE_boolean("dry_run", False, "launch: print the commands instead of running them.")
-# apps/finetune.py's flags, shared by every run of the grid. They are defined
-# alike in both apps; `allow_override` lets one process (the tests) load both.
-flags.DEFINE_string("dataset", _DEFAULTS.dataset, "Registry name, e.g. vlcs, pacs, office_home, terra_incognita, domain_net, rotated_mnist, pacs_mini, vlcs_mini.", allow_override=True)
-flags.DEFINE_string("data_dir", None, "Folder holding the downloaded datasets.", allow_override=True)
-flags.DEFINE_string("backbone", None, "Backbone (see apps/finetune.py). Default: the dataset's.", allow_override=True)
-flags.DEFINE_integer("image_size", None, "Side of the square input images. Default: the dataset's.", allow_override=True)
-flags.DEFINE_integer("steps", None, "Updates per run. Default: the dataset's.", allow_override=True)
-flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Images from EACH training domain per update.", allow_override=True)
-flags.DEFINE_float("momentum", _DEFAULTS.momentum, "SGD momentum.", allow_override=True)
-flags.DEFINE_integer("checkpoint_freq", None, "Updates between evaluations. Default: the dataset's.", allow_override=True)
-flags.DEFINE_float("holdout_fraction", _DEFAULTS.holdout_fraction, "Share of each domain held out as its out split.", allow_override=True)
-flags.DEFINE_enum("precision", _DEFAULTS.precision, PRECISIONS, "Compute precision.", allow_override=True)
-flags.DEFINE_boolean("freeze_bn", _DEFAULTS.freeze_batchnorm, "Keep BatchNorm statistics frozen.", allow_override=True)
-flags.DEFINE_integer("average_start", None, "First update of the weight average and trajectory ensemble.", allow_override=True)
 FLAGS = flags.FLAGS
 
 
@@ -86,19 +71,9 @@ def _numbers(name, convert):
 
 def jobs_from_flags():
     """The grid's `Job`s, as the flags describe them."""
-    settings = dict(
-        data_dir=os.path.abspath(FLAGS.data_dir) if FLAGS.data_dir else None,
-        backbone=FLAGS.backbone,
-        image_size=FLAGS.image_size,
-        steps=FLAGS.steps,
-        batch_size=FLAGS.batch_size,
-        momentum=FLAGS.momentum,
-        checkpoint_freq=FLAGS.checkpoint_freq,
-        holdout_fraction=FLAGS.holdout_fraction,
-        precision=FLAGS.precision,
-        freeze_batchnorm=FLAGS.freeze_bn,
-        average_start=FLAGS.average_start,
-    )
+    settings = shared_settings()
+    if settings["data_dir"]:
+        settings["data_dir"] = os.path.abspath(settings["data_dir"])
     return make_jobs(
         output_dir(),
         FLAGS.dataset,

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import struct
 
 import pytest
@@ -104,10 +105,13 @@ def test_folders_are_named_by_a_hash_of_the_arguments(tmp_path):
 
 
 def finetune_flag_names():
-    """The flags apps/finetune.py defines, read from its source (importing it
-    here would define its absl flags a second time in this process)."""
-    with open(os.path.join(ROOT, "apps", "finetune.py")) as file:
-        return set(re.findall(r'flags\.DEFINE_\w+\(\s*"(\w+)"', file.read()))
+    """The flags apps/finetune.py takes (its own and apps/run_flags.py's), read
+    from their sources."""
+    names = set()
+    for name in ("finetune.py", "run_flags.py"):
+        with open(os.path.join(ROOT, "apps", name)) as file:
+            names |= set(re.findall(r'flags\.DEFINE_\w+\(\s*"(\w+)"', file.read()))
+    return names
 
 
 def test_a_jobs_command_passes_every_setting_as_a_finetune_flag(tmp_path):
@@ -202,6 +206,27 @@ def test_sweep_app_errors_are_one_line(apps, tmp_path):
     assert message.startswith("sweep: error: give one command")
     message = run_app(sweep, ["status", "--rates=0,abc", f"--output_dir={tmp_path}"])
     assert message == "sweep: error: --rates takes comma-separated numbers; received '0,abc'."
+
+
+def test_sweep_app_passes_the_shared_run_flags_to_every_run(apps, tmp_path, capsys):
+    sweep, _ = apps
+    grid = ["--dataset=vlcs_mini", "--rates=0,0.9", "--trials=1", "--test_envs=1",
+            "--weight_decays=0.0001", f"--output_dir={tmp_path}"]
+    shared = ["--steps=7", "--image_size=64", "--precision=mixed_bfloat16",
+              "--nofreeze_bn", "--distribution=data_parallel"]
+    assert run_app(sweep, ["launch", "--dry_run", *grid, *shared]) is None
+    commands = [shlex.split(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(commands) == 2
+    for command in commands:
+        assert set(shared) <= set(command)
+    assert run_app(sweep, ["status", *grid, *shared]) is None
+    plain = [job.folder for job in make_jobs(
+        tmp_path, "vlcs_mini", rates=[0, 0.9], trials=1, test_envs=[1],
+        weight_decays=[1e-4], steps=7, image_size=64, precision="mixed_bfloat16",
+        freeze_batchnorm=False,
+    )]
+    assert "2 not launched" in capsys.readouterr().out
+    assert {command[-1] for command in commands} == {f"--output_dir={f}" for f in plain}
 
 
 def is_png(path):
