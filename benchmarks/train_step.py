@@ -25,6 +25,11 @@ import step_flags  # noqa: E402
 
 _BACKBONE = flags.DEFINE_string("backbone", None, "Anything build_classifier accepts; default a random ResNet-50.")
 _JIT = flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "Keras compile(jit_compile=...).")
+_CONV_GRADIENTS = flags.DEFINE_enum(
+    "conv_gradients", "auto", ["auto", "xla"],
+    "auto: matrix-product convolution gradients where faster (JAX on CPU; "
+    "keras_ldrop/training/cpu_convolution.py), as fine-tuning does; xla: Keras' own.",
+)
 
 
 def device_peak_bytes(keras):
@@ -53,8 +58,10 @@ def main(argv):
     from resnet50_architecture import keras_resnet50
     from keras_ldrop import build_classifier
     from keras_ldrop.optimizers import SGD
+    from keras_ldrop.training import cpu_convolution
 
     keras.config.set_dtype_policy(step_flags.PRECISION.value)
+    matmul_gradients = _CONV_GRADIENTS.value == "auto" and cpu_convolution.use_where_faster()
     keras.utils.set_random_seed(0)
     backbone = _BACKBONE.value or keras_resnet50()
     model = build_classifier(backbone, step_flags.NUM_CLASSES.value, rate=step_flags.RATE.value, normalization="imagenet")
@@ -91,6 +98,7 @@ def main(argv):
             "domains": step_flags.DOMAINS.value, "steps": step_flags.STEPS.value, "warmup": step_flags.WARMUP.value,
             "backbone": _BACKBONE.value or "resnet50 (random)", "precision": step_flags.PRECISION.value,
             "jit_compile": _JIT.value, "rate": step_flags.RATE.value,
+            "matmul_conv_gradients": matmul_gradients,
         },
     }))
 

@@ -38,7 +38,7 @@ from keras_ldrop.data import (
 from keras_ldrop.data.devices import share_accelerators_with_keras
 from keras_ldrop.models import build_classifier
 from keras_ldrop.optimizers import SGD, step_decay
-from keras_ldrop.training import evaluation
+from keras_ldrop.training import cpu_convolution, evaluation
 from keras_ldrop.training.checkpoint import load_checkpoint, save_checkpoint
 from keras_ldrop.training.distribution import RunDistribution
 from keras_ldrop.training.records import RunFiles, progress_line
@@ -82,6 +82,7 @@ def train_and_evaluate(config, output_dir, log=_print_now):
         return summary
     keras.config.set_dtype_policy(config.precision)
     keras.utils.set_random_seed(config.seed)
+    cpu_convolution.use_where_faster()
     if distribution.describe():
         log(distribution.describe())
     with distribution.scope():

@@ -1,0 +1,206 @@
+"""Convolution gradients as matrix products, for the JAX backend on CPU.
+
+XLA:CPU runs a convolution's forward pass well, but it computes the two
+gradients (with respect to the input and to the kernel) several times slower
+than the same arithmetic written as matrix products. On a 2-core CPU, for a
+1x1 convolution 512 -> 128 on 96 x 28 x 28 inputs, the forward pass took
+53 ms and the kernel gradient 900 ms, against 86 ms as one matrix product
+(BUILD_NOTES.md, "Fine-tuning step speed"). A ResNet-50 fine-tuning step ran
+2.1x faster with the gradients below.
+
+`use_matmul_gradients()` makes Keras' JAX convolution keep XLA's forward pass
+and take its gradients as:
+
+- kernel: `im2col(inputs)^T @ output_gradient` (for a 1x1 kernel, the inputs
+  themselves);
+- input: `output_gradient @ kernel^T` for a 1x1 kernel, scattered back at the
+  stride; for a larger kernel with stride 1, the forward convolution of the
+  output gradient with the flipped kernel; otherwise XLA's own gradient.
+
+The values are those of XLA's gradients up to float rounding (the sums run in
+another order). Grouped, dilated, channels-first and non-2D convolutions keep
+Keras' own convolution. `use_where_faster()` switches this on only where it
+was measured to help: the JAX backend running on CPU. The training loop and
+`benchmarks/train_step.py` call it.
+
+Example:
+
+>>> from keras_ldrop.training.cpu_convolution import use_where_faster
+>>> use_where_faster() in (True, False)
+True
+"""
+
+import functools
+
+import keras
+
+_KERAS_CONV = {}
+
+
+def use_where_faster():
+    """Uses matrix-product gradients if the backend is JAX on CPU.
+
+    Returns:
+        Whether they are in use.
+    """
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    if jax.default_backend() != "cpu":
+        return False
+    use_matmul_gradients()
+    return True
+
+
+def use_matmul_gradients():
+    """Makes Keras' JAX `conv` take its gradients as matrix products.
+
+    Idempotent; `use_xla_gradients()` undoes it.
+
+    Raises:
+        RuntimeError: the Keras backend is not JAX.
+    """
+    if keras.backend.backend() != "jax":
+        raise RuntimeError(
+            "Matrix-product convolution gradients are for the JAX backend; "
+            f"KERAS_BACKEND is {keras.backend.backend()!r}."
+        )
+    from keras.src.backend.jax import nn
+
+    if not _KERAS_CONV:
+        _KERAS_CONV["conv"] = nn.conv
+    nn.conv = _conv
+
+
+def use_xla_gradients():
+    """Restores Keras' own JAX convolution (XLA's gradients)."""
+    if _KERAS_CONV:
+        from keras.src.backend.jax import nn
+
+        nn.conv = _KERAS_CONV.pop("conv")
+
+
+def uses_matmul_gradients():
+    """Whether `use_matmul_gradients()` is in effect."""
+    return bool(_KERAS_CONV)
+
+
+def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    data_format = data_format or keras.config.image_data_format()
+    pair_strides = _pair(strides)
+    if (
+        data_format != "channels_last"
+        or len(inputs.shape) != 4
+        or len(kernel.shape) != 4
+        or inputs.shape[-1] != kernel.shape[-2]
+        or _pair(dilation_rate) != (1, 1)
+        or pair_strides is None
+        or padding.lower() not in ("valid", "same")
+    ):
+        return _KERAS_CONV["conv"](
+            inputs, kernel, strides, padding, data_format, dilation_rate
+        )
+    from jax import lax
+
+    kernel = keras.ops.convert_to_tensor(kernel)
+    inputs = keras.ops.convert_to_tensor(inputs, dtype=kernel.dtype)
+    pads = lax.padtype_to_pads(
+        inputs.shape[1:3], kernel.shape[:2], pair_strides, padding.upper()
+    )
+    return _convolution(inputs, kernel, pair_strides, tuple(map(tuple, pads)))
+
+
+def _pair(value):
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(value)
+    return value if len(value) == 2 else None
+
+
+def _xla_convolution(inputs, kernel, strides, pads):
+    from jax import lax
+
+    return lax.conv_general_dilated(
+        inputs, kernel, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+@functools.cache
+def _custom_vjp_convolution():
+    import jax
+
+    convolution = jax.custom_vjp(_xla_convolution, nondiff_argnums=(2, 3))
+
+    def forward(inputs, kernel, strides, pads):
+        return _xla_convolution(inputs, kernel, strides, pads), (inputs, kernel)
+
+    def backward(strides, pads, saved, output_gradient):
+        inputs, kernel = saved
+        return (
+            _input_gradient(inputs, kernel, strides, pads, output_gradient),
+            _kernel_gradient(inputs, kernel, strides, pads, output_gradient),
+        )
+
+    convolution.defvjp(forward, backward)
+    return convolution
+
+
+def _convolution(inputs, kernel, strides, pads):
+    return _custom_vjp_convolution()(inputs, kernel, strides, pads)
+
+
+def _strided_windows(padded, offset, strides, output_shape):
+    """`padded[:, i + s*y, j + s*x]` for every output position (y, x)."""
+    (i, j), (sh, sw), (oh, ow) = offset, strides, output_shape
+    return padded[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+
+
+def _kernel_gradient(inputs, kernel, strides, pads, output_gradient):
+    import jax.numpy as jnp
+
+    kh, kw, cin, cout = kernel.shape
+    output_shape = output_gradient.shape[1:3]
+    padded = jnp.pad(inputs, ((0, 0), pads[0], pads[1], (0, 0)))
+    columns = jnp.concatenate(
+        [
+            _strided_windows(padded, (i, j), strides, output_shape)
+            for i in range(kh)
+            for j in range(kw)
+        ],
+        axis=-1,
+    )
+    gradient = columns.reshape(-1, kh * kw * cin).T @ output_gradient.reshape(-1, cout)
+    return gradient.reshape(kernel.shape).astype(kernel.dtype)
+
+
+def _input_gradient(inputs, kernel, strides, pads, output_gradient):
+    import jax
+    import jax.numpy as jnp
+
+    kh, kw, cin, cout = kernel.shape
+    batch, oh, ow, _ = output_gradient.shape
+    height, width = inputs.shape[1:3]
+    if (kh, kw) == (1, 1):
+        gradient = output_gradient.reshape(-1, cout) @ kernel.reshape(cin, cout).T
+        padded_shape = (
+            batch, height + sum(pads[0]), width + sum(pads[1]), cin
+        )
+        rows = slice(0, strides[0] * (oh - 1) + 1, strides[0])
+        columns = slice(0, strides[1] * (ow - 1) + 1, strides[1])
+        padded = jnp.zeros(padded_shape, gradient.dtype).at[:, rows, columns].set(
+            gradient.reshape(batch, oh, ow, cin)
+        )
+        gradient = padded[:, pads[0][0] : pads[0][0] + height, pads[1][0] : pads[1][0] + width]
+    elif strides == (1, 1):
+        flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+        transposed_pads = (
+            (kh - 1 - pads[0][0], kh - 1 - pads[0][1]),
+            (kw - 1 - pads[1][0], kw - 1 - pads[1][1]),
+        )
+        gradient = _xla_convolution(output_gradient, flipped, (1, 1), transposed_pads)
+        gradient = gradient[:, :height, :width]
+    else:
+        _, vjp = jax.vjp(lambda x: _xla_convolution(x, kernel, strides, pads), inputs)
+        (gradient,) = vjp(output_gradient)
+    return gradient.astype(inputs.dtype)

@@ -1,0 +1,45 @@
+"""The step benchmarks run and print what they promise (no timing is checked)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_STEP = ["--image_size=32", "--batch_size=1", "--domains=2", "--steps=2", "--warmup=1"]
+
+
+def test_side_by_side_prints_every_run_and_the_ratio_table():
+    backend = keras.backend.backend()
+    finished = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "compare_steps.py"), "--rounds=1",
+         f"--backends={backend}", "--", *TINY_STEP],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    runs = [json.loads(line) for line in finished.stdout.splitlines() if line.startswith("{")]
+    assert [run["implementation"] for run in runs] == ["pytorch_reference", "keras_ldrop"]
+    reference, ours = runs
+    assert ours["backend"] == backend
+    for run in runs:
+        assert run["settings"]["image_size"] == 32 and len(run["step_seconds"]) == 2
+        assert run["images_per_second"] > 0
+    assert ours["settings"]["matmul_conv_gradients"] is (backend == "jax")
+    table = finished.stdout.split("vs reference")[1].splitlines()[1:]
+    assert [line[:48].strip() for line in table] == ["pytorch reference", f"keras_ldrop {backend}"]
+    ratio = float(table[1][48:].split()[2])
+    assert ratio == round(reference["seconds_per_step"] / ours["seconds_per_step"], 2)
+
+
+def test_side_by_side_names_a_failing_run():
+    finished = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "compare_steps.py"), "--rounds=1",
+         "--backends=tensorflow", "--", "--image_size=-3"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert finished.returncode == 1
+    assert finished.stderr.startswith("compare_steps: error: ")
+    assert "torch_reference_step.py --image_size=-3 failed" in finished.stderr
+    assert "--image_size=-3" in finished.stderr.split("failed: ")[1]
