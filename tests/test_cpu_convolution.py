@@ -31,6 +31,7 @@ def test_other_backends_keep_their_convolution():
 def test_jax_on_cpu_uses_them_and_can_restore_xlas():
     from keras.src.backend.jax import nn
 
+    cpu_convolution.use_xla_gradients()  # as Keras has it, whatever ran before
     keras_conv = nn.conv
     try:
         assert cpu_convolution.use_where_faster() is True
@@ -39,6 +40,21 @@ def test_jax_on_cpu_uses_them_and_can_restore_xlas():
     finally:
         cpu_convolution.use_xla_gradients()
     assert nn.conv is keras_conv and not cpu_convolution.uses_matmul_gradients()
+
+
+@jax_only
+def test_keras_convolution_layers_go_through_them(matmul_gradients, monkeypatch):
+    calls = []
+    ours = cpu_convolution._convolution
+
+    def counting(inputs, kernel, strides, pads):
+        calls.append((strides, pads))
+        return ours(inputs, kernel, strides, pads)
+
+    monkeypatch.setattr(cpu_convolution, "_convolution", counting)
+    layer = keras.layers.Conv2D(4, 3, strides=2, padding="same")
+    assert layer(np.zeros((1, 8, 8, 3), "float32")).shape == (1, 4, 4, 4)
+    assert calls == [((2, 2), ((0, 1), (0, 1)))]
 
 
 def conv_values_and_gradients(inputs, kernel, strides, padding, data_format="channels_last",

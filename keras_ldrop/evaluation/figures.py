@@ -53,12 +53,13 @@ def _label_panel(axis, summary, x_label):
     axis.set_xlabel(x_label)
     axis.set_ylabel("o.o.d. accuracy (test domain, %)")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    # Outside the axes: inside, the legend would hide points.
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
 
 
 def _save(figure, path):
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
 
 
 def plot_iid_vs_ood(summaries, path):

@@ -51,6 +51,10 @@ def _print_now(line):
 def train_and_evaluate(config, output_dir, log=_print_now):
     """Fine-tunes, evaluates and checkpoints one run; resumes if interrupted.
 
+    Under JAX on a CPU it computes convolution gradients as matrix products
+    (`cpu_convolution.use_where_faster()`: XLA's values up to float rounding;
+    a ResNet-50 step ran 1.9x faster).
+
     Args:
         config: a `FinetuneConfig` (resolved here).
         output_dir: the run's folder; created if missing. A folder holding a
