@@ -19,7 +19,7 @@ import sys
 
 from absl import app, flags
 
-_ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds; each runs every implementation once.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds; each runs every implementation once.", lower_bound=1)
 _BACKENDS = flags.DEFINE_list("backends", ["tensorflow", "jax", "torch"], "Keras backends to time.")
 _VARIANTS = flags.DEFINE_multi_string(
     "variants", [],
@@ -30,12 +30,13 @@ REFERENCE = "pytorch reference"
 
 
 def _runs():
+    ours = os.path.join(_HERE, "train_step.py")
     runs = [(REFERENCE, None, [os.path.join(_HERE, "torch_reference_step.py")])]
     for backend in _BACKENDS.value:
-        runs.append((f"keras_ldrop {backend}", backend, [os.path.join(_HERE, "train_step.py")]))
+        runs.append((f"keras_ldrop {backend}", backend, [ours]))
     for variant in _VARIANTS.value:
         backend, _, extra = variant.partition(":")
-        runs.append((f"keras_ldrop {backend} {extra}", backend, [os.path.join(_HERE, "train_step.py"), *extra.split()]))
+        runs.append((f"keras_ldrop {backend} {extra}", backend, [ours, *extra.split()]))
     return runs
 
 

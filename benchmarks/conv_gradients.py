@@ -11,6 +11,7 @@ gradients. Prints one JSON line per shape and method, then a table.
 import json
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -45,8 +46,11 @@ def _median_seconds(function, *args):
 
 def main(argv):
     del argv
-    import jax
     import keras
+
+    if keras.backend.backend() != "jax":
+        sys.exit(f"conv_gradients: error: times the JAX backend; KERAS_BACKEND is {keras.backend.backend()!r}")
+    import jax
     import numpy as np
 
     from keras_ldrop.training import cpu_convolution

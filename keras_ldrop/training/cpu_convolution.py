@@ -151,10 +151,14 @@ def _convolution(inputs, kernel, strides, pads):
     return _custom_vjp_convolution()(inputs, kernel, strides, pads)
 
 
-def _strided_windows(padded, offset, strides, output_shape):
-    """`padded[:, i + s*y, j + s*x]` for every output position (y, x)."""
+def _strided_window(offset, strides, output_shape):
+    """The index of `padded[:, i + s*y, j + s*x]` for every output position (y, x)."""
     (i, j), (sh, sw), (oh, ow) = offset, strides, output_shape
-    return padded[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+    return (
+        slice(None),
+        slice(i, i + sh * (oh - 1) + 1, sh),
+        slice(j, j + sw * (ow - 1) + 1, sw),
+    )
 
 
 def _kernel_gradient(inputs, kernel, strides, pads, output_gradient):
@@ -165,7 +169,7 @@ def _kernel_gradient(inputs, kernel, strides, pads, output_gradient):
     padded = jnp.pad(inputs, ((0, 0), pads[0], pads[1], (0, 0)))
     columns = jnp.concatenate(
         [
-            _strided_windows(padded, (i, j), strides, output_shape)
+            padded[_strided_window((i, j), strides, output_shape)]
             for i in range(kh)
             for j in range(kw)
         ],
@@ -187,9 +191,8 @@ def _input_gradient(inputs, kernel, strides, pads, output_gradient):
         padded_shape = (
             batch, height + sum(pads[0]), width + sum(pads[1]), cin
         )
-        rows = slice(0, strides[0] * (oh - 1) + 1, strides[0])
-        columns = slice(0, strides[1] * (ow - 1) + 1, strides[1])
-        padded = jnp.zeros(padded_shape, gradient.dtype).at[:, rows, columns].set(
+        window = _strided_window((0, 0), strides, (oh, ow))
+        padded = jnp.zeros(padded_shape, gradient.dtype).at[window].set(
             gradient.reshape(batch, oh, ow, cin)
         )
         gradient = padded[:, pads[0][0] : pads[0][0] + height, pads[1][0] : pads[1][0] + width]
