@@ -22,8 +22,8 @@ from absl import flags  # noqa: E402
 
 from keras_ldrop.assets import MissingAssetError  # noqa: E402
 from keras_ldrop.data import DatasetNotFoundError  # noqa: E402
-from keras_ldrop.evaluation import collect, figures, tables  # noqa: E402
-from keras_ldrop.evaluation.selection import SELECTIONS  # noqa: E402
+from keras_ldrop.experiments import collect, figures, tables  # noqa: E402
+from keras_ldrop.experiments.selection import SELECTIONS  # noqa: E402
 
 flags.DEFINE_string("input_dir", None, "Folder searched for run folders (results.jsonl + done); required.")
 # Also a flag of the other apps; `allow_override` lets one process (the tests) load them all.

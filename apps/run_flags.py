@@ -15,8 +15,8 @@ from keras_ldrop.training.config import DISTRIBUTIONS, PRECISIONS
 
 _DEFAULTS = FinetuneConfig()
 
-DATASET = flags.DEFINE_string("dataset", _DEFAULTS.dataset, "Registry name, e.g. vlcs, pacs, office_home, terra_incognita, domain_net, rotated_mnist, pacs_mini, vlcs_mini.")
-DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder holding the downloaded datasets (apps/download.py).")
+DATASET = flags.DEFINE_string("dataset", _DEFAULTS.dataset, "Registry name (vlcs, pacs, office_home, terra_incognita, domain_net, rotated_mnist, colored_mnist, pacs_mini, vlcs_mini), or your own data: a folder PATH/<domain>/<class>/<image> or a CSV manifest with columns path,label,domain (paths relative to the CSV).")
+DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder holding the downloaded registered datasets (apps/download.py); not used with --dataset=PATH.")
 BACKBONE = flags.DEFINE_string("backbone", None, "Preset name, hf:// or kaggle:// handle, local preset folder, keras_cv:NAME, or efficientnet_lite0_imagenet_offline. Default: hf://timm/resnet50.tv2_in1k (offline datasets: the offline EfficientNet-Lite0).")
 IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Side of the square input images. Default: the dataset's.")
 STEPS = flags.DEFINE_integer("steps", None, "Number of updates. Default: the dataset's (10000; DomainNet 30000).")

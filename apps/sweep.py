@@ -2,6 +2,7 @@
 
     python apps/sweep.py launch --dataset=vlcs --data_dir=DATA --output_dir=runs/vlcs
     python apps/sweep.py status --dataset=vlcs --data_dir=DATA --output_dir=runs/vlcs
+    python apps/sweep.py launch --dataset=PATH   # your own PATH/<domain>/<class>/<image>
 
 The grid is the product of --rates, --lrs, --weight_decays,
 --head_lr_multipliers, --test_envs and --trials; its defaults are the paper's
@@ -25,8 +26,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from keras_ldrop.evaluation import launchers  # noqa: E402
-from keras_ldrop.evaluation.sweep import (  # noqa: E402
+from keras_ldrop.data.registry import dataset_short_name  # noqa: E402
+from keras_ldrop.experiments import launchers  # noqa: E402
+from keras_ldrop.experiments.sweep import (  # noqa: E402
     TRIALS,
     WEIGHT_DECAYS,
     delete_incomplete,
@@ -88,7 +90,9 @@ def jobs_from_flags():
 
 
 def output_dir():
-    return FLAGS.output_dir or os.path.join("runs", f"sweep-{FLAGS.dataset}")
+    return FLAGS.output_dir or os.path.join(
+        "runs", f"sweep-{dataset_short_name(FLAGS.dataset)}"
+    )
 
 
 def make_launcher():

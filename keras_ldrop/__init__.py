@@ -12,6 +12,7 @@ Example:
 
 from keras_ldrop import optimizers
 from keras_ldrop.layers import LargeDropout
+from keras_ldrop.model_card import read_model_card
 from keras_ldrop.models import build_classifier
 from keras_ldrop.offline_presets import efficientnet_lite0_preset
 
@@ -21,4 +22,5 @@ __all__ = [
     "build_classifier",
     "efficientnet_lite0_preset",
     "optimizers",
+    "read_model_card",
 ]

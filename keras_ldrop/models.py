@@ -8,8 +8,8 @@ Example (a tiny backbone; any KerasHub/KerasCV preset or folder works the same):
 >>> features = keras.layers.Conv2D(16, 3, strides=2)(inputs)
 >>> backbone = keras.Model(inputs, keras.layers.BatchNormalization()(features))
 >>> model = build_classifier(backbone, num_classes=7, rate=0.9)
->>> [layer.name for layer in model.layers[-3:]]
-['pooling', 'large_dropout', 'predictions']
+>>> [layer.name for layer in model.layers[-4:]]
+['pooling', 'large_dropout', 'predictions', 'model_card']
 """
 
 import math
@@ -24,6 +24,7 @@ from keras_ldrop.classifier_layers import (
     TokenPooling,
 )
 from keras_ldrop.layers import LargeDropout
+from keras_ldrop.model_card import ModelCard
 
 # torchvision's ImageNet statistics, as scale/offset on [0, 255] pixels.
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,6 +46,8 @@ def build_classifier(
     normalization="auto",
     freeze_batchnorm=True,
     seed=None,
+    class_names=None,
+    card=None,
     name="large_dropout_classifier",
 ):
     """Builds `Dense(num_classes)(LargeDropout(rate)(pool(backbone(x))))`.
@@ -53,7 +56,9 @@ def build_classifier(
     The model takes RGB pixels in [0, 255], channels last, and returns
     logits. Its layers are named `input_scaling`, `backbone`, `pooling`,
     `large_dropout` and `predictions` (the head, for learning-rate
-    multipliers such as `{"predictions": 10.0}`).
+    multipliers such as `{"predictions": 10.0}`) and `model_card` (the
+    identity on the logits, holding the class names and `card`: see
+    `keras_ldrop.model_card`).
 
     Args:
         backbone: anything `keras_ldrop.backbones.resolve_backbone` accepts: a
@@ -76,11 +81,17 @@ def build_classifier(
             statistics stay frozen while gamma/beta train (the paper's
             setting). If False the backbone follows the `training` flag.
         seed: seed of the dropout layer's generator.
+        class_names: one name per class, saved with the model (read them
+            back with `keras_ldrop.read_model_card`); `None` leaves them out.
+        card: a JSON-serialisable dict saved with the model beside the
+            class names (`apps/finetune.py` writes the dataset, domains,
+            image size and the run's settings).
         name: the model's name.
 
     Raises:
         ValueError: a bad `num_classes`, `rate`, `pooling`, `normalization`
-            or `image_size`; `keras_ldrop.backbones.BackboneError` when the
+            `image_size`, `class_names` or `card`;
+            `keras_ldrop.backbones.BackboneError` when the
             backbone cannot be resolved.
     """
     if (
@@ -90,6 +101,11 @@ def build_classifier(
     ):
         raise ValueError(
             f"num_classes must be a positive integer; received {num_classes!r}."
+        )
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(
+            f"class_names has {len(class_names)} names for num_classes="
+            f"{num_classes}; received class_names={list(class_names)}."
         )
     if pooling not in POOLINGS:
         raise ValueError(
@@ -112,6 +128,7 @@ def build_classifier(
         name="predictions",
         **_reference_head_initializers(x.shape[-1]),
     )(x)
+    outputs = ModelCard(class_names, card, name="model_card")(outputs)
     return keras.Model(inputs, outputs, name=name)
 
 

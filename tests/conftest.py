@@ -98,3 +98,38 @@ def tiny_preset_folder(tmp_path_factory):
         image_size=(32, 32), scale=1 / 255.0, offset=-0.5
     ).save_to_preset(str(folder))
     return str(folder)
+
+
+USER_DOMAINS = ("site_a", "site_b", "site_c")
+USER_CLASSES = ("cat", "dog", "fox")
+
+
+def write_user_tree(root, per_class=4, size=24):
+    """Writes `root/<domain>/<class>/<image>` as a user's data would be laid out.
+
+    Three domains of small coloured images (one colour per class, shifted per
+    domain); `site_b` has no `fox` (a class missing from a domain). Returns
+    `root`.
+    """
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for d, domain in enumerate(USER_DOMAINS):
+        for c, name in enumerate(USER_CLASSES):
+            if (domain, name) == ("site_b", "fox"):
+                continue
+            folder = root / domain / name
+            folder.mkdir(parents=True)
+            colour = np.array([c * 90, 255 - c * 80, (d * 70 + c * 30) % 256])
+            for i in range(per_class):
+                pixels = colour + rng.normal(0, 20, (size, size, 3))
+                image = Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))
+                image.save(folder / f"{name}_{i}.{'png' if i % 2 else 'jpg'}")
+    return root
+
+
+@pytest.fixture
+def user_tree(tmp_path):
+    """A fresh user's folder of domains (see `write_user_tree`)."""
+    return write_user_tree(tmp_path / "my_domains")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from keras_ldrop.data import evaluation_dataset, load_domains, split_in_out
-from keras_ldrop.evaluation import collect, figures, soups, tables
-from keras_ldrop.evaluation.selection import select
+from keras_ldrop.experiments import collect, figures, soups, tables
+from keras_ldrop.experiments.selection import select
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 GOLDEN_RUNS = os.path.join(GOLDEN, "runs")
@@ -174,3 +174,20 @@ def test_soup_averages_weights_and_ensemble_sums_logits(tmp_path, tiny_vlcs_tree
     assert soups.combine_final_models(runs, cache) == combined
     shutil.rmtree(cache)
     assert soups.combine_final_models(runs, cache) is None
+
+
+def test_a_users_dataset_names_its_domains_and_runs_on_every_domain_are_left_out(
+    user_tree
+):
+    setting = collect.Setting(str(user_tree), "tiny", 32, 3)
+    summary = collect.Summary(setting, ((2,), (0, 1), collect.AVERAGE_COLUMN), ())
+    assert [summary.column_label(c) for c in summary.columns] == [
+        "site_c", "site_a+site_b", "Avg"
+    ]
+    runs, _ = collect.read_runs(GOLDEN_RUNS)
+    run = runs[0]
+    last = dict(run.records[-1], args={**run.records[-1]["args"], "test_envs": []})
+    everywhere = collect.Run("/runs/everywhere", run.records[:-1] + (last,))
+    with pytest.warns(UserWarning, match="Left out 1 run.*/runs/everywhere"):
+        scores = collect.collect_scores([run, everywhere], "training_domain")
+    assert scores == collect.collect_scores([run], "training_domain")

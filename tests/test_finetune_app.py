@@ -113,3 +113,30 @@ def test_sigkill_then_same_command_ends_with_the_records_of_a_straight_run(
     assert without_timing(read_records(killed)) == without_timing(read_records(straight))
     summary = json.loads((killed / "summary.json").read_text())
     assert summary["best"] == json.loads((straight / "summary.json").read_text())["best"]
+
+
+def test_a_users_folder_is_a_dataset_and_its_mistakes_are_one_line(app, tmp_path, user_tree):
+    from PIL import Image
+
+    app.FLAGS.unparse_flags()
+    app.FLAGS(["finetune", f"--dataset={user_tree}", "--test_env=1"])
+    config = app.config_from_flags()
+    assert config.dataset == str(user_tree) and config.spec().classes == ("cat", "dog", "fox")
+    assert app.default_output_dir(config).startswith(os.path.join("runs", "my_domains-"))
+    text = run_main(app, f"--output_dir={tmp_path}", f"--dataset={user_tree}",
+                    "--data_dir=/data")
+    assert text.startswith("finetune: error: --data_dir is for the registered datasets")
+    Image.new("RGB", (4, 4)).save(user_tree / "site_a" / "loose.jpg")
+    text = run_main(app, f"--output_dir={tmp_path}", f"--dataset={user_tree}")
+    assert text.startswith("finetune: error: Domain folder ")
+    assert "site_a holds images outside a class folder (loose.jpg)" in text
+    assert "\n" not in text
+
+
+def test_test_env_none_trains_on_every_domain(app, tmp_path, user_tree):
+    app.FLAGS.unparse_flags()
+    app.FLAGS(["finetune", f"--dataset={user_tree}", "--test_env=none"])
+    assert app.config_from_flags().test_envs == ()
+    for values in (["none", "1"], ["first"]):
+        text = run_main(app, f"--output_dir={tmp_path}", *[f"--test_env={v}" for v in values])
+        assert text.startswith("finetune: error: --test_env takes domain indices")

@@ -4,6 +4,7 @@ import pytest
 
 from keras_ldrop import build_classifier
 from keras_ldrop.classifier_layers import InferenceModeBackbone
+from keras_ldrop.model_card import MissingModelCardError, read_model_card
 from keras_ldrop.models import IMAGENET_SCALING
 
 PIXEL_SCALING = {"scale": 1 / 255.0}
@@ -43,7 +44,9 @@ def test_builds_the_papers_head_over_each_kind_of_backbone(request, backbone_fix
     backbone = request.getfixturevalue(backbone_fixture)
     model = build_classifier(backbone, num_classes=5, rate=0.9, image_size=32)
     names = [layer.name for layer in model.layers]
-    assert names[-4:] == ["backbone", "pooling", "large_dropout", "predictions"]
+    assert names[-5:] == [
+        "backbone", "pooling", "large_dropout", "predictions", "model_card"
+    ]
     assert model.get_layer("large_dropout").rate == 0.9
     assert isinstance(model.get_layer("backbone"), InferenceModeBackbone)
     logits = model.predict(_images(2), verbose=0)
@@ -168,3 +171,41 @@ def test_head_is_initialised_like_a_pytorch_linear_layer(tiny_conv_backbone):
         values = keras.ops.convert_to_numpy(weights)
         assert np.abs(values).max() <= bound
         assert np.abs(values).max() > 0.9 * bound
+
+
+def test_class_names_and_card_survive_saving_and_loading(tmp_path, tiny_conv_backbone):
+    card = {"domains": ["site_a", "site_b"], "image_size": 32, "settings": {"rate": 0.9}}
+    model = build_classifier(
+        tiny_conv_backbone, 3, rate=0.9, image_size=32,
+        class_names=["cat", "dog", "fox"], card=card,
+    )
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert read_model_card(loaded) == {**card, "class_names": ["cat", "dog", "fox"]}
+    images = _images(2)
+    np.testing.assert_array_equal(
+        loaded.predict(images, verbose=0), model.predict(images, verbose=0)
+    )
+
+
+def test_a_model_without_class_names_says_so(tiny_conv_backbone):
+    model = build_classifier(tiny_conv_backbone, 3, image_size=32)
+    with pytest.raises(MissingModelCardError, match="does not carry its class names"):
+        read_model_card(model)
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(MissingModelCardError, match="class_names="):
+        read_model_card(plain)
+
+
+@pytest.mark.parametrize(
+    "class_names, card, message",
+    [
+        (["cat", "dog"], None, "class_names has 2 names for num_classes=3"),
+        (["cat", "cat", "dog"], None, "class_names must be distinct"),
+        (["cat", "dog", "fox"], {"when": object()}, "must be JSON-serialisable"),
+    ],
+)
+def test_bad_class_names_or_card_are_refused(tiny_conv_backbone, class_names, card, message):
+    with pytest.raises(ValueError, match=message):
+        build_classifier(tiny_conv_backbone, 3, class_names=class_names, card=card)

@@ -10,15 +10,17 @@ import struct
 
 import pytest
 
-from keras_ldrop.evaluation import launchers
-from keras_ldrop.evaluation.sweep import (
+from keras_ldrop.experiments import launchers
+from keras_ldrop.experiments.sweep import (
     DONE,
     INCOMPLETE,
     NOT_LAUNCHED,
     delete_incomplete,
+    finetune_flags,
     make_jobs,
     sweep_status,
 )
+from keras_ldrop.training import FinetuneConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -309,3 +311,21 @@ def test_in_process_launcher_reports_a_crashed_job_and_runs_the_next(tmp_path):
     log = open(os.path.join(jobs[1].folder, launchers.LOG_NAME)).read()
     assert "Traceback" in log and "apps/download.py --dataset=vlcs" in log
     assert sweep_status(jobs) == {DONE: 0, INCOMPLETE: 2, NOT_LAUNCHED: 0}
+
+
+def test_a_users_folder_is_swept_like_a_registered_dataset(tmp_path, user_tree):
+    jobs = make_jobs(tmp_path / "sweep", str(user_tree), trials=1, weight_decays=[1e-4])
+    assert len(jobs) == 3 * 2 * 2  # test domains x rates {0, 0.9} x the paper's lrs
+    for job in jobs:
+        assert os.path.basename(job.folder).startswith("my_domains-")
+        command = job.command("apps/finetune.py", "python")
+        assert f"--dataset={user_tree}" in command
+        assert not any("dataset_contents" in argument for argument in command)
+        assert job.config.dataset_contents["images"] == {
+            "site_a": 12, "site_b": 8, "site_c": 12
+        }
+
+
+def test_a_run_on_every_domain_passes_test_env_none(user_tree):
+    config = FinetuneConfig(dataset=str(user_tree), test_envs=()).resolve()
+    assert "--test_env=none" in finetune_flags(config)

@@ -1,5 +1,6 @@
 """The fine-tuning protocol on a tiny DomainBed tree and a tiny preset folder."""
 
+import dataclasses
 import json
 import os
 
@@ -168,3 +169,90 @@ def test_paper_defaults_per_dataset():
     offline = FinetuneConfig(dataset="vlcs_mini").resolve()
     assert offline.backbone == "efficientnet_lite0_imagenet_offline"
     assert (offline.lr, offline.head_lr_multiplier, offline.image_size) == (1e-4, 30.0, 96)
+
+
+def user_config(user_tree, preset, **overrides):
+    settings = dict(dataset=str(user_tree), test_envs=(2,), steps=3)
+    settings.update(overrides)
+    return dataclasses.replace(tiny_config(None, preset, **settings), data_dir=None)
+
+
+def test_a_users_folder_trains_and_its_models_know_their_classes(
+    tmp_path, user_tree, tiny_preset_folder
+):
+    import keras_ldrop
+    from tests.conftest import USER_CLASSES
+
+    output = tmp_path / "run"
+    train_and_evaluate(user_config(user_tree, tiny_preset_folder), output, log=lambda _: None)
+    written = json.loads((output / "config.json").read_text())
+    assert written["dataset"] == str(user_tree)
+    assert written["dataset_contents"] == {
+        "path": str(user_tree), "format": "folder",
+        "domains": ["site_a", "site_b", "site_c"], "classes": list(USER_CLASSES),
+        "images": {"site_a": 12, "site_b": 8, "site_c": 12},
+    }
+    (record,) = read_records(output)
+    assert record["args"]["dataset"] == str(user_tree)
+    assert set(record) >= {f"env{i}_{part}_acc" for i in range(3) for part in ("in", "out")}
+    for name in ("best", "final"):
+        card = keras_ldrop.read_model_card(keras.saving.load_model(output / f"{name}.keras"))
+        assert card["class_names"] == list(USER_CLASSES)
+        assert card["domains"] == ["site_a", "site_b", "site_c"]
+        assert (card["training_domains"], card["test_domains"]) == (
+            ["site_a", "site_b"], ["site_c"]
+        )
+        assert card["image_size"] == 32
+        assert card["settings"]["rate"] == 0.9 and card["settings"]["test_envs"] == [2]
+        assert card["keras_ldrop_version"] == keras_ldrop.__version__
+
+
+def test_resuming_on_a_changed_folder_is_refused_with_the_difference(
+    tmp_path, user_tree, tiny_preset_folder
+):
+    (tmp_path / "config.json").write_text(
+        user_config(user_tree, tiny_preset_folder).resolve().to_json()
+    )
+    os.remove(user_tree / "site_c" / "dog" / "dog_0.jpg")
+    with pytest.raises(
+        ConfigError, match="the dataset changed since the run started "
+        r"\(domain 'site_c' had 12 files, now 11\)"
+    ):
+        train_and_evaluate(user_config(user_tree, tiny_preset_folder), tmp_path)
+
+
+def test_a_users_data_takes_the_papers_defaults_and_no_data_dir(user_tree):
+    config = FinetuneConfig(dataset=str(user_tree), test_envs=(1,)).resolve()
+    assert (config.steps, config.image_size, config.lr, config.rate) == (10000, 224, 1e-3, 0.9)
+    assert config.backbone == "hf://timm/resnet50.tv2_in1k"
+    assert config.spec().classes == ("cat", "dog", "fox")
+    assert FinetuneConfig.from_json(config.to_json()) == config
+    with pytest.raises(ConfigError, match="--data_dir is for the registered datasets"):
+        FinetuneConfig(dataset=str(user_tree), data_dir="/data").resolve()
+    with pytest.raises(ConfigError, match="--test_env=3 is out of range: .* has 3 domains"):
+        FinetuneConfig(dataset=str(user_tree), test_envs=(3,)).resolve()
+
+
+def test_no_held_out_domain_trains_on_every_domain(tmp_path, user_tree, tiny_preset_folder):
+    from keras_ldrop.training.records import progress_line
+
+    config = user_config(user_tree, tiny_preset_folder, test_envs=())
+    lines = []
+    summary = train_and_evaluate(config, tmp_path, log=lines.append)
+    (record,) = read_records(tmp_path)
+    assert record["args"]["test_envs"] == []
+    assert summary["best"]["test_acc"] is None
+    assert summary["best"]["validation_acc"] == pytest.approx(
+        np.mean([record[f"env{i}_out_acc"] for i in range(3)])
+    )
+    assert "test acc" not in lines[-1] and "train-domain val acc" in lines[-1]
+    assert progress_line(record, config.resolve()) == lines[-1]
+    card = keras_ldrop_card(tmp_path / "final.keras")
+    assert card["training_domains"] == ["site_a", "site_b", "site_c"]
+    assert card["test_domains"] == []
+
+
+def keras_ldrop_card(path):
+    import keras_ldrop
+
+    return keras_ldrop.read_model_card(keras.saving.load_model(path))

@@ -13,6 +13,9 @@ Example:
 >>> train = [in_split for i, (in_split, _) in enumerate(splits) if i != 0]
 >>> stream = data.training_dataset(train, batch_size=32, image_size=224, seed=0)
 >>> test = data.evaluation_dataset(splits[0][0], image_size=224)
+
+A user's own folder of domains (`PATH/<domain>/<class>/<image>`) or CSV
+manifest works the same way: `data.load_domains("/path/to/my_domains")`.
 """
 
 from keras_ldrop.data.download import DownloadError, Source, download_dataset
@@ -25,9 +28,15 @@ from keras_ldrop.data.reader import (
 )
 from keras_ldrop.data.registry import DATASETS, DatasetSpec, get_dataset
 from keras_ldrop.data.splits import seed_hash, split_in_out
+from keras_ldrop.data.user_data import (
+    DatasetLayoutError,
+    resolve_dataset,
+    user_dataset,
+)
 
 __all__ = [
     "DATASETS",
+    "DatasetLayoutError",
     "DatasetNotFoundError",
     "DatasetSpec",
     "DomainExamples",
@@ -38,7 +47,9 @@ __all__ = [
     "evaluation_dataset",
     "get_dataset",
     "load_domains",
+    "resolve_dataset",
     "seed_hash",
     "split_in_out",
     "training_dataset",
+    "user_dataset",
 ]

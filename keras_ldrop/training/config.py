@@ -13,7 +13,8 @@ import json
 import math
 import numbers
 
-from keras_ldrop.data import get_dataset
+from keras_ldrop.data import DatasetSpec, resolve_dataset
+from keras_ldrop.data.user_data import dataset_contents, spec_from_contents
 from keras_ldrop.layers import validate_rate
 from keras_ldrop.offline_presets import OFFLINE_PRESET_NAME
 
@@ -37,9 +38,13 @@ class FinetuneConfig:
     """One run: `None` fields take the dataset's (the paper's) default.
 
     Attributes:
-        dataset: a registry name (`keras_ldrop.data.DATASETS`).
-        data_dir: the folder holding the downloaded datasets.
-        test_envs: indices of the held-out (test) domains.
+        dataset: a registry name (`keras_ldrop.data.DATASETS`), a user's
+            folder of domains or CSV manifest (`keras_ldrop.data.user_data`),
+            or a `DatasetSpec`; resolved to the name or the absolute path.
+        data_dir: the folder holding the downloaded datasets (registered
+            datasets only).
+        test_envs: indices of the held-out (test) domains; `()` trains on
+            every domain (a final model for a new domain: no o.o.d. estimate).
         rate: dropout rate before the linear head, in [0, 1).
         backbone: anything `build_classifier` accepts; default the paper's
             ResNet-50 (torchvision V2 weights), or the offline
@@ -66,9 +71,12 @@ class FinetuneConfig:
         distribution: `none` (one device) or `data_parallel` (each batch
             split across every device; see `keras_ldrop.training.distribution`).
             Not part of the run's identity: a run may resume with another.
+        dataset_contents: for a user's dataset, what `resolve` read of it
+            (path, domains, classes, files per domain); recorded in
+            `config.json`, so that a resume on a changed folder is refused.
     """
 
-    dataset: str = "vlcs_mini"
+    dataset: str | DatasetSpec = "vlcs_mini"
     data_dir: str | None = None
     test_envs: tuple[int, ...] = (0,)
     rate: float | None = None
@@ -88,17 +96,27 @@ class FinetuneConfig:
     freeze_batchnorm: bool = True
     average_start: int | None = None
     distribution: str = dataclasses.field(default="none", compare=False)
+    dataset_contents: dict | None = dataclasses.field(default=None, hash=False)
 
     def resolve(self):
         """Returns a copy with every default filled in and every value checked.
 
         Raises:
             ConfigError: a value is invalid (the message names it).
-            ValueError: the dataset is unknown (from the registry).
+            ValueError: the dataset is unknown, or a user's dataset is not
+                laid out as one (`keras_ldrop.data.DatasetLayoutError`).
         """
-        spec = get_dataset(self.dataset)
+        spec = self.spec()
+        if spec.is_user_data and self.data_dir is not None:
+            raise ConfigError(
+                f"--data_dir is for the registered datasets; --dataset="
+                f"{spec.location} already names the data. Received "
+                f"--data_dir={self.data_dir!r}."
+            )
         resolved = dataclasses.replace(
             self,
+            dataset=spec.location if spec.is_user_data else spec.name,
+            dataset_contents=dataset_contents(spec) if spec.is_user_data else None,
             test_envs=tuple(self.test_envs),
             rate=spec.rate if self.rate is None else self.rate,
             backbone=self.backbone or _default_backbone(spec),
@@ -154,8 +172,6 @@ class FinetuneConfig:
                 f"received {self.distribution!r}."
             )
         domains = len(spec.domains)
-        if not self.test_envs:
-            raise ConfigError("--test_env needs at least one domain index.")
         for env in self.test_envs:
             if not isinstance(env, numbers.Integral) or not 0 <= env < domains:
                 raise ConfigError(
@@ -169,6 +185,12 @@ class FinetuneConfig:
                 f"among the {domains} of {spec.name}."
             )
 
+    def spec(self):
+        """The dataset's `DatasetSpec` (a user's: from `dataset_contents`, once resolved)."""
+        if self.dataset_contents is not None:
+            return spec_from_contents(self.dataset_contents)
+        return resolve_dataset(self.dataset)
+
     def lr_drop_steps(self):
         """The updates after which the learning rate is multiplied by 0.1.
 
@@ -176,17 +198,24 @@ class FinetuneConfig:
         25k of 30k for DomainNet), scaled proportionally when `steps` is not
         the dataset's default.
         """
-        spec = get_dataset(self.dataset)
+        spec = self.spec()
         drops = {
             max(1, round(drop * self.steps / spec.steps)) for drop in spec.lr_drop_steps
         }
         return tuple(sorted(drop for drop in drops if drop < self.steps))
 
-    def to_json(self):
-        """The settings that define the run (all but `distribution`)."""
+    def to_json(self, with_dataset_contents=True):
+        """The settings that define the run (all but `distribution`).
+
+        Args:
+            with_dataset_contents: include what was read of a user's dataset
+                (left out where only the settings count, e.g. folder names).
+        """
         values = dataclasses.asdict(self)
         for name in _EXECUTION_FIELDS:
             del values[name]
+        if not with_dataset_contents:
+            del values["dataset_contents"]
         return json.dumps(values, indent=2, sort_keys=True)
 
     @classmethod

@@ -86,7 +86,12 @@ def training_domain_validation(record, test_envs, prefix=""):
 
 
 def test_accuracy(record, test_envs, prefix=""):
-    """Mean in-split accuracy of the test domains (DomainBed's o.o.d. figure)."""
+    """Mean in-split accuracy of the test domains (DomainBed's o.o.d. figure).
+
+    `None` for a run that held no domain out (it trained on every domain).
+    """
+    if not test_envs:
+        return None
     return float(np.mean([record[f"{prefix}env{i}_in_acc"] for i in test_envs]))
 
 

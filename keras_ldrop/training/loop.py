@@ -24,17 +24,14 @@ print(summary["best"]["test_acc"])
 ```
 """
 
+import json
 import os
 import time
 
 import keras
 
-from keras_ldrop.data import (
-    get_dataset,
-    load_domains,
-    split_in_out,
-    training_dataset,
-)
+import keras_ldrop
+from keras_ldrop.data import load_domains, split_in_out, training_dataset
 from keras_ldrop.data.devices import share_accelerators_with_keras
 from keras_ldrop.models import build_classifier
 from keras_ldrop.optimizers import SGD, step_decay
@@ -70,7 +67,7 @@ def train_and_evaluate(config, output_dir, log=_print_now):
     """
     config = config.resolve()
     share_accelerators_with_keras()
-    training_domains = len(get_dataset(config.dataset).domains) - len(
+    training_domains = len(config.spec().domains) - len(
         set(config.test_envs)
     )
     distribution = RunDistribution(
@@ -121,8 +118,8 @@ class _Run:
         self.files = files
         self.log = log
         self.distribution = distribution
-        self.spec = get_dataset(config.dataset)
-        domains = load_domains(config.dataset, config.data_dir)
+        self.spec = config.spec()
+        domains = load_domains(self.spec, config.data_dir)
         self.splits = {}
         for index, domain in enumerate(domains):
             split_in, split_out = split_in_out(
@@ -152,6 +149,8 @@ class _Run:
             image_size=config.image_size,
             freeze_batchnorm=config.freeze_batchnorm,
             seed=config.seed,
+            class_names=self.spec.classes,
+            card=self._model_card(),
         )
         drops = config.lr_drop_steps()
         learning_rate = step_decay(config.lr, drops) if drops else config.lr
@@ -173,6 +172,20 @@ class _Run:
         )
         model.optimizer.build(model.trainable_variables)
         return model
+
+    def _model_card(self):
+        """What the saved models say about themselves (`keras_ldrop.read_model_card`)."""
+        config = self.config
+        domains = list(self.spec.domains)
+        return {
+            "dataset": config.dataset,
+            "domains": domains,
+            "training_domains": [domains[i] for i in self.train_envs],
+            "test_domains": [domains[i] for i in config.test_envs],
+            "image_size": config.image_size,
+            "settings": json.loads(config.to_json(with_dataset_contents=False)),
+            "keras_ldrop_version": keras_ldrop.__version__,
+        }
 
     @property
     def _sgd(self):

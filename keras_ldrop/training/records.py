@@ -13,6 +13,7 @@ Example:
 import json
 import os
 
+from keras_ldrop.data.user_data import describe_changes
 from keras_ldrop.training import evaluation
 from keras_ldrop.training.checkpoint import write_atomically
 from keras_ldrop.training.config import ConfigError, FinetuneConfig
@@ -51,7 +52,7 @@ class RunFiles:
             existing = FinetuneConfig.from_json(file.read())
         if existing != config:
             differences = ", ".join(
-                f"{name}: {getattr(existing, name)!r} there, {value!r} now"
+                _difference(name, getattr(existing, name), value)
                 for name, value in vars(config).items()
                 if getattr(existing, name) != value
             )
@@ -105,20 +106,30 @@ class RunFiles:
             return json.load(file)
 
 
+def _difference(name, there, now):
+    if name == "dataset_contents" and there and now:
+        return f"the dataset changed since the run started ({describe_changes(there, now)})"
+    return f"{name}: {there!r} there, {now!r} now"
+
+
 def progress_line(record, config):
-    """One line: step, loss, i.i.d./o.o.d. accuracy and images per second."""
+    """One line: step, loss, i.i.d./o.o.d. accuracy and images per second.
+
+    The test-domain accuracies are left out when no domain is held out.
+    """
     test_envs = config.test_envs
     parts = [
         f"step {record['step']}/{config.steps}",
         f"loss {record['loss']:.4f}",
         f"train-domain val acc {evaluation.training_domain_validation(record, test_envs):.4f}",
-        f"test acc {evaluation.test_accuracy(record, test_envs):.4f}",
     ]
+    if test_envs:
+        parts.append(f"test acc {evaluation.test_accuracy(record, test_envs):.4f}")
     for label, prefix in (
         ("average", evaluation.AVERAGE_PREFIX),
         ("ensemble", evaluation.ENSEMBLE_PREFIX),
     ):
-        if f"{prefix}env0_in_acc" in record:
+        if test_envs and f"{prefix}env0_in_acc" in record:
             parts.append(
                 f"{label} test acc {evaluation.test_accuracy(record, test_envs, prefix):.4f}"
             )

@@ -22,7 +22,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from keras_ldrop.evaluation import collect, soups, tables  # noqa: E402
+from keras_ldrop.experiments import collect, soups, tables  # noqa: E402
 from tests.test_collect_results import GOLDEN_TABLES  # noqa: E402
 
 RUNS = os.path.join(HERE, "runs")

@@ -14,7 +14,7 @@ canvas without pyplot, so plotting changes no global matplotlib state.
 Example:
 
 ```python
-from keras_ldrop.evaluation import collect, figures
+from keras_ldrop.experiments import collect, figures
 summaries = collect.summarize(collect.collect_scores(collect.read_runs("runs/sweep")[0]))
 figures.plot_iid_vs_ood(summaries, "iid_vs_ood.png")
 figures.plot_ood_vs_rate(summaries, "ood_vs_rate.png")
@@ -27,8 +27,8 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from keras_ldrop.evaluation.collect import AVERAGE_COLUMN, METHODS
-from keras_ldrop.evaluation.tables import format_rate
+from keras_ldrop.experiments.collect import AVERAGE_COLUMN, METHODS
+from keras_ldrop.experiments.tables import format_rate
 
 MARKERS = dict(zip(METHODS, ("o", "s", "D", "*", "^")))
 

@@ -10,15 +10,15 @@ soups and ensembles of final models, tables and figures.
 
 Example:
 
->>> from keras_ldrop.evaluation import make_jobs, sweep_status
+>>> from keras_ldrop.experiments import make_jobs, sweep_status
 >>> jobs = make_jobs("/tmp/sweep", dataset="pacs_mini", trials=1, rates=[0, 0.9],
 ...                  lrs=[1e-3], weight_decays=[1e-4])
 >>> len(jobs), sweep_status(jobs)["done"]
 (8, 0)
 """
 
-from keras_ldrop.evaluation.collect import collect_scores, read_runs, summarize
-from keras_ldrop.evaluation.sweep import Job, delete_incomplete, make_jobs, sweep_status
+from keras_ldrop.experiments.collect import collect_scores, read_runs, summarize
+from keras_ldrop.experiments.sweep import Job, delete_incomplete, make_jobs, sweep_status
 
 __all__ = [
     "Job",

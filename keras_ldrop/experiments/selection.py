@@ -22,7 +22,7 @@ earliest step and the first run in folder order.
 
 Example:
 
->>> from keras_ldrop.evaluation.selection import select
+>>> from keras_ldrop.experiments.selection import select
 >>> class Run:  # anything with `records` and `test_envs`
 ...     test_envs = (0,)
 ...     records = [

@@ -23,13 +23,14 @@ trials that have every test domain.
 
 Example:
 
->>> from keras_ldrop.evaluation.collect import Estimate
+>>> from keras_ldrop.experiments.collect import Estimate
 >>> estimate = Estimate.of([0.5, 0.7, 0.9])
 >>> round(estimate.mean, 6), round(estimate.stderr, 6), estimate.count
 (0.7, 0.11547, 3)
 """
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -37,9 +38,9 @@ import warnings
 
 import numpy as np
 
-from keras_ldrop.data import DATASETS
-from keras_ldrop.evaluation import soups
-from keras_ldrop.evaluation.selection import check_selection, select
+from keras_ldrop.data import resolve_dataset
+from keras_ldrop.experiments import soups
+from keras_ldrop.experiments.selection import check_selection, select
 from keras_ldrop.training.evaluation import (
     AVERAGE_PREFIX,
     ENSEMBLE_PREFIX,
@@ -177,11 +178,20 @@ class Summary:
         """A test domain's name (`+`-joined for several), or `Avg`."""
         if column == AVERAGE_COLUMN:
             return AVERAGE_COLUMN
-        spec = DATASETS.get(self.setting.dataset)
+        spec = _dataset_spec(self.setting.dataset)
         return "+".join(
             spec.domains[i] if spec and i < len(spec.domains) else f"env{i}"
             for i in column
         )
+
+
+@functools.lru_cache(maxsize=None)
+def _dataset_spec(dataset):
+    """The dataset's spec for naming its domains, or `None` when it cannot be read."""
+    try:
+        return resolve_dataset(dataset)
+    except (ValueError, OSError):
+        return None
 
 
 def read_runs(input_dir):
@@ -221,8 +231,15 @@ def collect_scores(runs, selection="training_domain", soup_cache_dir=None):
         A list of `Score`s, in cell order.
     """
     check_selection(selection)
+    trained_on_every_domain = [run.folder for run in runs if not run.test_envs]
+    if trained_on_every_domain:
+        warnings.warn(
+            f"Left out {len(trained_on_every_domain)} run(s) that held no domain "
+            f"out (no o.o.d. accuracy to compare): {trained_on_every_domain}",
+            stacklevel=2,
+        )
     cells = {}
-    for run in runs:
+    for run in (run for run in runs if run.test_envs):
         key = (run.setting, run.rate, run.test_envs, run.trial_seed)
         cells.setdefault(key, []).append(run)
     scores = []

@@ -8,13 +8,13 @@ a single trial, a dash where no run reported).
 
 Example:
 
->>> from keras_ldrop.evaluation.collect import Estimate
->>> from keras_ldrop.evaluation.tables import format_estimate
+>>> from keras_ldrop.experiments.collect import Estimate
+>>> from keras_ldrop.experiments.tables import format_estimate
 >>> format_estimate(Estimate.of([0.8, 0.9]), "text")
 '85.0 ± 5.0'
 """
 
-from keras_ldrop.evaluation.selection import SELECTION_LABELS
+from keras_ldrop.experiments.selection import SELECTION_LABELS
 
 STYLES = ("text", "markdown", "latex")
 METRICS = {

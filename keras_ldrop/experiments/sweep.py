@@ -15,7 +15,7 @@ initialisation, dropout masks, data order), as DomainBed's trials do.
 
 Example:
 
->>> from keras_ldrop.evaluation.sweep import make_jobs, sweep_status
+>>> from keras_ldrop.experiments.sweep import make_jobs, sweep_status
 >>> jobs = make_jobs("/tmp/sweep", dataset="vlcs", trials=1, test_envs=[0])
 >>> len(jobs)  # rates {0, 0.9} x lr {1e-3, 5e-4} x weight decay {1e-4, 5e-5, 1e-5}
 12
@@ -29,7 +29,7 @@ import itertools
 import os
 import shutil
 
-from keras_ldrop.data import get_dataset
+from keras_ldrop.data import resolve_dataset
 from keras_ldrop.training import FinetuneConfig
 
 # The paper's weight decays and number of trials.
@@ -48,10 +48,12 @@ GRID_FIELDS = (
 )
 # `FinetuneConfig` fields whose `apps/finetune.py` flag has another name.
 _FLAG_NAMES = {"test_envs": "test_env", "freeze_batchnorm": "freeze_bn"}
+# `FinetuneConfig` fields that the app derives itself (no flag).
+_DERIVED_FIELDS = ("dataset_contents",)
 
 
 def run_folder_name(config):
-    """`<dataset>-<first 10 hex digits of the SHA-256 of its finetune flags>`.
+    """`<dataset name>-<first 10 hex digits of the SHA-256 of its finetune flags>`.
 
     Only the flags of the run's identity count: how a run is computed
     (`--distribution`) does not rename its folder.
@@ -60,7 +62,8 @@ def run_folder_name(config):
         config: a resolved `FinetuneConfig`.
     """
     arguments = " ".join(finetune_flags(config, identity_only=True))
-    return f"{config.dataset}-{hashlib.sha256(arguments.encode()).hexdigest()[:10]}"
+    digest = hashlib.sha256(arguments.encode()).hexdigest()[:10]
+    return f"{config.spec().short_name}-{digest}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +115,7 @@ def finetune_flags(config, identity_only=False):
     """
     flags = []
     for field in dataclasses.fields(config):
-        if identity_only and not field.compare:
+        if field.name in _DERIVED_FIELDS or (identity_only and not field.compare):
             continue
         name = _FLAG_NAMES.get(field.name, field.name)
         value = getattr(config, field.name)
@@ -120,6 +123,8 @@ def finetune_flags(config, identity_only=False):
             continue
         if isinstance(value, bool):
             flags.append(f"--{name}" if value else f"--no{name}")
+        elif isinstance(value, tuple) and not value:
+            flags.append(f"--{name}=none")
         elif isinstance(value, tuple):
             flags.extend(f"--{name}={item!r}" for item in value)
         elif isinstance(value, str):
@@ -144,7 +149,8 @@ def make_jobs(
 
     Args:
         output_dir: the sweep's folder; each job gets a subfolder.
-        dataset: a registry name.
+        dataset: a registry name, a user's folder of domains or CSV
+            manifest, or a `DatasetSpec` (a user's data is scanned once).
         rates: dropout rates; default 0 (plain fine-tuning) and the dataset's
             rate (0.9; DomainNet 0.5).
         lrs: learning rates; default the dataset's (the paper's) pair.
@@ -160,7 +166,7 @@ def make_jobs(
         ConfigError: a setting is invalid (the message names it).
         ValueError: the dataset is unknown, or a grid axis is empty.
     """
-    spec = get_dataset(dataset)
+    spec = resolve_dataset(dataset)
     # Trials outermost, then test domains: a sweep stopped half-way holds
     # whole trials of the comparison.
     axes = {
@@ -184,7 +190,7 @@ def make_jobs(
         *axes.values()
     ):
         point = dict(
-            dataset=dataset,
+            dataset=spec,
             rate=rate,
             lr=lr,
             weight_decay=weight_decay,

@@ -21,8 +21,8 @@ and settings, so collecting again reads it instead of loading the models.
 Example:
 
 ```python
-from keras_ldrop.evaluation.collect import read_runs
-from keras_ldrop.evaluation.soups import combine_final_models
+from keras_ldrop.experiments.collect import read_runs
+from keras_ldrop.experiments.soups import combine_final_models
 runs, _ = read_runs("runs/sweep")
 records = combine_final_models(runs[:3], cache_dir="runs/sweep/soups")
 records["uniform soup"]["env0_in_acc"]

@@ -15,8 +15,8 @@ job does not stop the sweep; its output goes to `sweep_log.txt` in its folder.
 
 Example:
 
->>> from keras_ldrop.evaluation.sweep import make_jobs
->>> from keras_ldrop.evaluation.launchers import SubprocessLauncher, launch
+>>> from keras_ldrop.experiments.sweep import make_jobs
+>>> from keras_ldrop.experiments.launchers import SubprocessLauncher, launch
 >>> jobs = make_jobs("/tmp/sweep", dataset="vlcs_mini", trials=1, test_envs=[0],
 ...                  steps=10, checkpoint_freq=5, image_size=64)
 >>> report = launch(jobs, SubprocessLauncher("apps/finetune.py"))  # doctest: +SKIP
@@ -33,7 +33,7 @@ import traceback
 
 import keras
 
-from keras_ldrop.evaluation.sweep import DONE
+from keras_ldrop.experiments.sweep import DONE
 
 LOG_NAME = "sweep_log.txt"
 
