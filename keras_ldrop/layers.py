@@ -101,7 +101,9 @@ class LargeDropout(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
-        self.built = True
+        # As keras.layers.Dropout: built now (no weights to create), unless a
+        # subclass overrides `build`.
+        self._build_at_init()
 
     def call(self, inputs, training=False):
         if not training or self.rate == 0.0:

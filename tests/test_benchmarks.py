@@ -43,3 +43,26 @@ def test_side_by_side_names_a_failing_run():
     assert finished.stderr.startswith("compare_steps: error: ")
     assert "torch_reference_step.py --image_size=-3 failed" in finished.stderr
     assert "--image_size=-3" in finished.stderr.split("failed: ")[1]
+
+
+def test_inference_throughput_prints_its_json_line(tmp_path):
+    from tests.conftest import _tiny_keras_hub_resnet
+    import keras_ldrop
+
+    model = keras_ldrop.build_classifier(
+        _tiny_keras_hub_resnet(), 5, image_size=32,
+        class_names=["bird", "car", "chair", "dog", "person"],
+    )
+    model.save(tmp_path / "tiny.keras")
+    finished = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "inference_throughput.py"),
+         f"--model={tmp_path / 'tiny.keras'}", "--copies=1", "--batch_size=16"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    (line,) = [line for line in finished.stdout.splitlines() if line.startswith("{")]
+    result = json.loads(line)
+    assert (result["images"], result["image_size"], result["backend"]) == (
+        187, 32, keras.backend.backend()
+    )
+    assert result["predict_images_per_second"] > 0 and result["evaluate_images_per_second"] > 0

@@ -140,3 +140,26 @@ def test_test_env_none_trains_on_every_domain(app, tmp_path, user_tree):
     for values in (["none", "1"], ["first"]):
         text = run_main(app, f"--output_dir={tmp_path}", *[f"--test_env={v}" for v in values])
         assert text.startswith("finetune: error: --test_env takes domain indices")
+
+
+def test_a_failed_start_does_not_claim_the_folder(
+    app, tmp_path, tiny_preset_folder
+):
+    output = tmp_path / "run"
+    no_data = tmp_path / "no_data"
+    no_data.mkdir()
+    text = run_main(app, f"--output_dir={output}", "--dataset=pacs", f"--data_dir={no_data}")
+    assert "apps/download.py --dataset=pacs" in text
+    assert not output.exists()
+    tiny = [
+        f"--backbone={tiny_preset_folder}", "--image_size=32", "--batch_size=4",
+        "--steps=3", "--checkpoint_freq=3", "--average_start=3",
+    ]
+    app.FLAGS.unparse_flags()
+    app.FLAGS(["finetune", f"--output_dir={output}", "--dataset=vlcs_mini", *tiny])
+    app.main(["finetune"])
+    assert (output / "done").exists()
+    config = (output / "config.json").read_text()
+    text = run_main(app, f"--output_dir={output}", "--dataset=vlcs_mini", *tiny, "--steps=-5")
+    assert text == "finetune: error: --steps must be a positive integer; received -5."
+    assert (output / "config.json").read_text() == config

@@ -100,3 +100,32 @@ def test_masks_change_every_step_inside_compiled_training():
     model.train_on_batch(x, x)
     after = keras.ops.convert_to_numpy(seeds)
     assert (before != middle).any() and (middle != after).any()
+
+
+@pytest.mark.filterwarnings("ignore:`shuffle=True` was passed:UserWarning")
+@pytest.mark.filterwarnings("ignore:The model does not have any trainable weights")
+@pytest.mark.parametrize(
+    "init_kwargs, input_shape",
+    [
+        ({"rate": 0.5}, (2, 3)),
+        ({"rate": 0.9, "noise_shape": (None, 1, None), "seed": 1337}, (2, 5, 3)),
+    ],
+)
+def test_passes_keras_own_layer_harness_like_keras_dropout(init_kwargs, input_shape):
+    """The checks `keras.layers.Dropout` passes in Keras' dropout_test, including
+    built at instantiation, but not when a subclass overrides `build`."""
+    from keras.src import testing
+
+    testing.TestCase().run_layer_test(
+        LargeDropout,
+        init_kwargs=init_kwargs,
+        input_shape=input_shape,
+        call_kwargs={"training": True},
+        expected_output_shape=input_shape,
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=0,
+        expected_num_seed_generators=1,
+        expected_num_losses=0,
+        supports_masking=True,
+        assert_built_after_instantiation=True,
+    )

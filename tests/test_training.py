@@ -133,6 +133,33 @@ def test_a_folder_with_other_settings_is_refused(tmp_path, tiny_vlcs_tree, tiny_
         )
 
 
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_failed_start_leaves_nothing_and_the_corrected_run_starts(
+    tmp_path, tiny_vlcs_tree, tiny_preset_folder, existed
+):
+    from keras_ldrop.backbones import BackboneError
+    from keras_ldrop.data import DatasetNotFoundError
+
+    output = tmp_path / "run"
+    if existed:
+        output.mkdir()
+    no_data = tmp_path / "no_data"
+    no_data.mkdir()
+    for config, error in (
+        (tiny_config(no_data, tiny_preset_folder, dataset="pacs"), DatasetNotFoundError),
+        (tiny_config(tiny_vlcs_tree, "/nonexistent/preset"), BackboneError),
+    ):
+        with pytest.raises(error):
+            train_and_evaluate(config, output, log=lambda _: None)
+        assert output.exists() == existed
+        assert not existed or os.listdir(output) == []
+    train_and_evaluate(
+        tiny_config(tiny_vlcs_tree, tiny_preset_folder, steps=3), output,
+        log=lambda _: None,
+    )
+    assert (output / "done").exists()
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

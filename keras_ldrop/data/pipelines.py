@@ -116,8 +116,16 @@ def _resize(image, image_size):
     )
 
 
-def _decode_resized(contents, image_size):
-    """The evaluation transform of a file: decode, resize to a square."""
+def decode_resized(contents, image_size):
+    """The evaluation transform of a file's bytes: decode, resize to a square.
+
+    What `evaluation_dataset` applies to every file, for pipelines of
+    their own (e.g. `keras_ldrop.inference`): float32 RGB in [0, 255].
+
+    Args:
+        contents: a scalar string tensor, the file's bytes.
+        image_size: the side of the square output.
+    """
     image = tf.cond(
         tf.io.is_jpeg(contents),
         lambda: _decode_whole_jpeg(contents, image_size),
@@ -190,7 +198,7 @@ class _ExampleTable:
             if augment:
                 image = _decode_random_crop(contents, crop_key, image_size)
             else:
-                image = _decode_resized(contents, image_size)
+                image = decode_resized(contents, image_size)
         if augment:
             image = _augment_colors_compiled(image, sample_color_parameters(sub_key(key, 1)))
         return image, tf.gather(self.labels, index)
@@ -299,7 +307,7 @@ def evaluation_dataset(examples, image_size=224, batch_size=64, num_threads=None
     if examples.paths is not None:
         dataset = tf.data.Dataset.from_tensor_slices((list(examples.paths), examples.labels))
         dataset = dataset.map(
-            lambda path, label: (_decode_resized(tf.io.read_file(path), image_size), label),
+            lambda path, label: (decode_resized(tf.io.read_file(path), image_size), label),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )

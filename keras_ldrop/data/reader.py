@@ -116,7 +116,7 @@ def _warn_skipped(root, skipped):
         f"Skipped {len(skipped)} files under {root} that are not readable "
         f"images of a known class:\n{listing}",
         SkippedFilesWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
 
 

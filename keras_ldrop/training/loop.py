@@ -25,7 +25,6 @@ print(summary["best"]["test_acc"])
 """
 
 import json
-import os
 import time
 
 import keras
@@ -54,8 +53,10 @@ def train_and_evaluate(config, output_dir, log=_print_now):
 
     Args:
         config: a `FinetuneConfig` (resolved here).
-        output_dir: the run's folder; created if missing. A folder holding a
-            run with other settings is refused; a finished one is not rerun.
+        output_dir: the run's folder; created if missing, once the settings,
+            the data and the model have been checked (a run that fails to
+            start writes nothing). A folder holding a run with other settings
+            is refused; a finished one is not rerun.
         log: where progress lines go (default: stdout, flushed).
 
     Returns:
@@ -76,7 +77,7 @@ def train_and_evaluate(config, output_dir, log=_print_now):
     files = (RunFiles if distribution.is_main_process else _ReadOnlyRunFiles)(
         output_dir
     )
-    files.claim(config)
+    files.check(config)
     if files.is_done():
         summary = files.read_summary()
         log(f"Run already finished: {summary['paths']['results']}")
@@ -97,8 +98,7 @@ class _ReadOnlyRunFiles(RunFiles):
     they check and read it, and leave every write to process 0."""
 
     def claim(self, config):
-        if os.path.exists(self.config):
-            super().claim(config)
+        self.check(config)
 
     def write_records(self, records):
         pass
@@ -111,7 +111,11 @@ class _ReadOnlyRunFiles(RunFiles):
 
 
 class _Run:
-    """The state of one run between checkpoints."""
+    """The state of one run between checkpoints.
+
+    It reads the data and builds the model before it claims the run folder,
+    then restores the folder's checkpoint if there is one.
+    """
 
     def __init__(self, config, files, log, distribution):
         self.config = config
@@ -137,6 +141,7 @@ class _Run:
         self.best = None
         self.ensemble_sums = {}
         self.ensemble_members = 0
+        files.claim(config)
         if files.has_checkpoint():
             self._restore()
 

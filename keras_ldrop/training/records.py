@@ -26,27 +26,28 @@ def _write_atomically(path, text):
 class RunFiles:
     """Paths and atomic writers of one run folder.
 
+    Nothing is written, nor the folder created, before `claim`: a run that
+    fails to start leaves the folder as it found it.
+
     Args:
-        root: the run folder (created if missing).
+        root: the run folder (created by `claim` if missing).
     """
 
     def __init__(self, root):
         self.root = os.path.abspath(os.fspath(root))
-        os.makedirs(self.root, exist_ok=True)
         self.config = os.path.join(self.root, "config.json")
         self.results = os.path.join(self.root, "results.jsonl")
         self.checkpoint = os.path.join(self.root, "checkpoint.npz")
         self.summary = os.path.join(self.root, "summary.json")
         self.done = os.path.join(self.root, "done")
 
-    def claim(self, config):
-        """Writes `config.json`, or checks that the folder's run has the same.
+    def check(self, config):
+        """Refuses a folder whose run has other settings; writes nothing.
 
         Raises:
             ConfigError: the folder holds a run with other settings.
         """
         if not os.path.exists(self.config):
-            _write_atomically(self.config, config.to_json() + "\n")
             return
         with open(self.config) as file:
             existing = FinetuneConfig.from_json(file.read())
@@ -60,6 +61,18 @@ class RunFiles:
                 f"Output folder {self.root} holds a run with other settings "
                 f"({differences}); use another --output_dir to start a new run."
             )
+
+    def claim(self, config):
+        """The run's first write: creates the folder and writes `config.json`,
+        or checks that the folder's run has the same settings.
+
+        Raises:
+            ConfigError: the folder holds a run with other settings.
+        """
+        self.check(config)
+        if not os.path.exists(self.config):
+            os.makedirs(self.root, exist_ok=True)
+            _write_atomically(self.config, config.to_json() + "\n")
 
     def has_checkpoint(self):
         return os.path.exists(self.checkpoint)
