@@ -7,7 +7,7 @@ Example:
 >>> files = RunFiles(tempfile.mkdtemp())
 >>> files.write_records([{"step": 50, "env0_in_acc": 0.5}])
 >>> files.read_records()
-[{'step': 50, 'env0_in_acc': 0.5}]
+[{'env0_in_acc': 0.5, 'step': 50}]
 """
 
 import json
