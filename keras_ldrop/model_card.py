@@ -104,3 +104,22 @@ def read_model_card(model):
         shape = model.input_shape
         info["image_size"] = shape[1] if shape[1] == shape[2] else None
     return info
+
+
+def square_image_size(card, model):
+    """The card's `image_size` as a positive int, the side of the images the model takes.
+
+    Args:
+        card: from `read_model_card`.
+        model: how to name the model in the error (its path or name).
+
+    Raises:
+        ValueError: the card gives no such size (a model taking any size).
+    """
+    size = card["image_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(
+            f"Model {model} does not say which square image size it takes: its "
+            f"card's image_size is {size!r}."
+        )
+    return size

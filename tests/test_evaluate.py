@@ -2,7 +2,6 @@
 
 import collections
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -14,40 +13,29 @@ from PIL import Image
 
 from keras_ldrop.assets import wheel_path
 from keras_ldrop.data import DomainExamples, SkippedFilesWarning
+from keras_ldrop.data.registry import VLCS_MINI_CLASS_FOLDERS
 from keras_ldrop.inference import evaluate as evaluate_lib
 from keras_ldrop.inference.classify import DECODE_FAILURE, load_classifier
+from tests.app_runner import load_app, run_app
 from tests.test_predict import decoded, save_classifier
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-APP = os.path.join(ROOT, "apps", "evaluate.py")
-# vlcs_mini names its class folders differently in each domain.
-FOLDERS = {
-    "caltech": {"vogel": "bird", "auto": "car", "stuhl": "chair", "hund": "dog", "mensch": "person"},
-    "labelme": {"bird": "bird", "drive": "car", "sit": "chair", "husky": "dog"},
-    "sun": {"flying": "bird", "vehicle": "car", "sofa": "chair", "dog": "dog", "sapiens": "person"},
-}
+# vlcs_mini names its class folders differently in each domain: {domain: {folder: class}}.
+FOLDERS = {}
+for _domain, _folder, _name in VLCS_MINI_CLASS_FOLDERS:
+    FOLDERS.setdefault(_domain, {})[_folder] = _name
 MODEL_CLASSES = ["bird", "car", "chair", "dog", "horse", "person"]
 PER_CLASS = 3
 
 
 @pytest.fixture(scope="module")
 def app():
-    spec = importlib.util.spec_from_file_location("evaluate_app", APP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_app("evaluate")
     yield module
     module.FLAGS.unparse_flags()
 
 
 def run_main(app, *argv):
-    """Runs the app in-process; returns the exit message, or None when it ends normally."""
-    app.FLAGS.unparse_flags()
-    remaining = app.FLAGS(["evaluate", *argv])
-    try:
-        app.main(remaining)
-    except SystemExit as exit_info:
-        return str(exit_info.code)
-    return None
+    return run_app(app, "evaluate", *argv)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ docstring): SavedModel under TensorFlow and JAX, ONNX under TensorFlow and
 torch. The others must fail with one line naming a backend that can.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -27,6 +26,7 @@ from keras_ldrop.inference.export import (
     run_artefact,
 )
 from keras_ldrop.model_card import MissingModelCardError
+from tests.app_runner import load_app, run_app
 from tests.conftest import _tiny_keras_hub_resnet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,22 +73,13 @@ def logits(model, images):
 
 @pytest.fixture(scope="module")
 def app():
-    spec = importlib.util.spec_from_file_location("export_app", APP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_app("export")
     yield module
     module.FLAGS.unparse_flags()
 
 
 def run_main(app, *argv):
-    """Runs the app's main in-process; returns the exit message (None: success)."""
-    app.FLAGS.unparse_flags()
-    app.FLAGS(["export", *argv])
-    try:
-        app.main(["export"])
-    except SystemExit as exit_info:
-        return str(exit_info.code)
-    return None
+    return run_app(app, "export", *argv)
 
 
 def expected_outputs(logits, outputs):

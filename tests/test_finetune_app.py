@@ -1,6 +1,5 @@
 """apps/finetune.py as a user runs it: flags, errors, a real kill and resume."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -11,6 +10,7 @@ import time
 import pytest
 
 from keras_ldrop.training import FinetuneConfig, train_and_evaluate
+from tests.app_runner import load_app
 from tests.test_training import read_records, tiny_config, without_timing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,9 +19,7 @@ APP = os.path.join(ROOT, "apps", "finetune.py")
 
 @pytest.fixture(scope="module")
 def app():
-    spec = importlib.util.spec_from_file_location("finetune_app", APP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_app("finetune")
     yield module
     module.FLAGS.unparse_flags()
 

@@ -1,7 +1,6 @@
 """apps/predict.py and keras_ldrop.inference.predict on real VLCS photos and bad files."""
 
 import csv
-import importlib.util
 import io
 import json
 import os
@@ -19,6 +18,7 @@ from keras_ldrop.data import DomainExamples, evaluation_dataset
 from keras_ldrop.inference import predict as predict_lib
 from keras_ldrop.inference.classify import DECODE_FAILURE, classify_files, load_classifier
 from keras_ldrop.inference.progress import Progress
+from tests.app_runner import load_app, run_app
 from tests.conftest import _tiny_keras_hub_resnet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,22 +29,13 @@ IMAGE_SIZE = 32
 
 @pytest.fixture(scope="module")
 def app():
-    spec = importlib.util.spec_from_file_location("predict_app", APP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_app("predict")
     yield module
     module.FLAGS.unparse_flags()
 
 
 def run_main(app, *argv):
-    """Runs the app in-process; returns the exit message, or None when it ends normally."""
-    app.FLAGS.unparse_flags()
-    remaining = app.FLAGS(["predict", *argv])
-    try:
-        app.main(remaining)
-    except SystemExit as exit_info:
-        return str(exit_info.code)
-    return None
+    return run_app(app, "predict", *argv)
 
 
 def decoded(paths):

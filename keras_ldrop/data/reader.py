@@ -17,14 +17,13 @@ Example:
 [('caltech', 55), ('labelme', 77), ('sun', 55)]
 """
 
-import concurrent.futures
 import os
 import pathlib
 import warnings
 
 from keras_ldrop.assets import wheel_path
 from keras_ldrop.data.examples import DomainExamples
-from keras_ldrop.data.image_check import check_image_file
+from keras_ldrop.data.image_check import check_image_files
 from keras_ldrop.data.mnist import load_mnist_domains
 from keras_ldrop.data.registry import IMAGE_FOLDER, MANIFEST
 from keras_ldrop.data.user_data import read_manifest, resolve_dataset
@@ -163,9 +162,7 @@ def _read_manifest_domains(spec):
 def _checked_domains(spec, root, scanned, data_dir):
     """Checks every candidate file; returns the domains' `DomainExamples`."""
     all_paths = [path for candidates, _ in scanned for path, _ in candidates]
-    workers = min(32, 4 * (os.cpu_count() or 1))
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        problems = dict(zip(all_paths, pool.map(check_image_file, all_paths)))
+    problems = dict(zip(all_paths, check_image_files(all_paths)))
     skipped = [item for _, domain_skipped in scanned for item in domain_skipped]
     domains = []
     for domain, (candidates, _) in zip(spec.domains, scanned):

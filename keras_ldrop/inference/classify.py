@@ -16,7 +16,6 @@ result.logits.shape, result.skipped   # (2, num_classes), []
 ```
 """
 
-import concurrent.futures
 import dataclasses
 import os
 import zipfile
@@ -25,10 +24,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ldrop.data.image_check import check_image_file
+from keras_ldrop.data.image_check import check_image_files
 from keras_ldrop.data.pipelines import decode_resized
 from keras_ldrop.inference.progress import Progress
-from keras_ldrop.model_card import read_model_card
+from keras_ldrop.model_card import read_model_card, square_image_size
 
 DECODE_FAILURE = "could not be decoded"
 
@@ -59,12 +58,7 @@ def load_classifier(path):
     except (ValueError, OSError, zipfile.BadZipFile) as error:
         raise ValueError(f"Cannot load the model {path}: {error}") from None
     card = read_model_card(model)
-    image_size = card["image_size"]
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(
-            f"Model {path} does not say which square image size it takes: its "
-            f"card's image_size is {image_size!r}."
-        )
+    square_image_size(card, path)
     return model, card
 
 
@@ -74,9 +68,7 @@ def check_files(paths):
     Runs `check_image_file` on many files at once (it reads a few hundred
     bytes of each); both lists keep the order of `paths`.
     """
-    workers = min(32, 4 * (os.cpu_count() or 1))
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        reasons = list(pool.map(check_image_file, paths))
+    reasons = check_image_files(paths)
     readable = [path for path, reason in zip(paths, reasons) if reason is None]
     skipped = [(path, reason) for path, reason in zip(paths, reasons) if reason]
     return readable, skipped

@@ -40,7 +40,7 @@ import tempfile
 import keras
 import numpy as np
 
-from keras_ldrop.model_card import read_model_card
+from keras_ldrop.model_card import read_model_card, square_image_size
 
 FORMATS = ("saved_model", "onnx")
 OUTPUTS = ("probabilities", "logits")
@@ -126,7 +126,7 @@ def export_classifier(
     if outputs not in OUTPUTS:
         raise ValueError(f"outputs must be one of {list(OUTPUTS)}; received {outputs!r}.")
     card = read_model_card(model)
-    image_size = _image_size(model, card)
+    image_size = square_image_size(card, repr(model.name))
     images = _check_images(verify_images, image_size)
     output_path = os.fspath(output_path)
     if os.path.lexists(output_path) and not overwrite:
@@ -231,16 +231,6 @@ def _runner(path):
     options.log_severity_level = 4  # failures are raised, not logged
     session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     return lambda images: session.run(None, {INPUT_NAME: images})[0]
-
-
-def _image_size(model, card):
-    size = card["image_size"]
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(
-            f"Model {model.name!r} does not say which square image size it "
-            f"takes: its card's image_size is {size!r}."
-        )
-    return size
 
 
 def _check_images(images, image_size):
