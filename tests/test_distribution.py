@@ -10,8 +10,9 @@ one device, copying the run folder after the first checkpoint (what a crash
 there leaves); then the copy resumes data-parallel on every device. Its
 records and final checkpoint must be the straight run's. JAX runs at rate
 0.9 (its dropout masks do not depend on the sharding); TensorFlow at rate 0,
-because every replica draws the same mask there, which a direct check at
-rate 0.9 pins down.
+because its replicas draw masks of their own, not the rows of a one-device
+mask; at rate 0.9 TensorFlow resumes a data-parallel run data-parallel.
+Direct checks pin down each device's masks.
 """
 
 import json
@@ -146,22 +147,14 @@ def facts_of(workers, name):
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
-def test_resumed_data_parallel_run_matches_the_one_device_run(workers, backend):
-    names = [f"jax{i}" for i in range(JAX_PROCESSES)] if backend == "jax" else [backend]
-    devices = DEVICES[backend]
-    for name in names:
-        facts = facts_of(workers, name)
-        assert facts["lines"][0].startswith(
-            f"Data-parallel on {backend} over {devices} devices"
-        )
-        assert facts["lines"][1].startswith("Resumed from step 1")
-        assert f"a multiple of {devices}: change --batch_size" in facts["indivisible"]
-    folder = workers[0] / backend
+def assert_resumed_run_is_the_straight_run(folder, devices, distributions):
+    """The records and final checkpoint of `folder/resumed` are those of
+    `folder/straight`; its two steps ran on `devices` (1 or all) under
+    `distributions`."""
     straight = read_records(folder / "straight")
     resumed = read_records(folder / "resumed")
-    assert [r["args"]["devices"] for r in resumed] == [1, devices]
-    assert [r["args"]["distribution"] for r in resumed] == ["none", "data_parallel"]
+    assert [r["args"]["devices"] for r in resumed] == devices
+    assert [r["args"]["distribution"] for r in resumed] == distributions
     expected, actual = comparable(straight), comparable(resumed)
     assert [r.pop("loss") for r in actual] == pytest.approx(
         [r.pop("loss") for r in expected], rel=1e-5
@@ -181,6 +174,32 @@ def test_resumed_data_parallel_run_matches_the_one_device_run(workers, backend):
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_resumed_data_parallel_run_matches_the_one_device_run(workers, backend):
+    names = [f"jax{i}" for i in range(JAX_PROCESSES)] if backend == "jax" else [backend]
+    devices = DEVICES[backend]
+    for name in names:
+        facts = facts_of(workers, name)
+        assert facts["lines"][0].startswith(
+            f"Data-parallel on {backend} over {devices} devices"
+        )
+        assert facts["lines"][1].startswith("Resumed from step 1")
+        assert f"a multiple of {devices}: change --batch_size" in facts["indivisible"]
+    assert_resumed_run_is_the_straight_run(
+        workers[0] / backend, [1, devices], ["none", "data_parallel"]
+    )
+
+
+def test_tensorflow_data_parallel_dropout_run_resumes_exactly(workers):
+    facts = facts_of(workers, "tensorflow")
+    assert facts["dropout_lines"][1].startswith("Resumed from step 1")
+    devices = DEVICES["tensorflow"]
+    assert_resumed_run_is_the_straight_run(
+        workers[0] / "tensorflow" / "dropout", [devices, devices],
+        ["data_parallel", "data_parallel"],
+    )
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_every_variable_is_replicated_and_dropout_trains(workers, backend):
     facts = facts_of(workers, "jax0" if backend == "jax" else backend)["direct"]
     assert facts["devices_per_variable"] == [DEVICES[backend]]
@@ -188,9 +207,31 @@ def test_every_variable_is_replicated_and_dropout_trains(workers, backend):
     assert np.isfinite(facts["losses"]).all()
     assert facts["head_changed"] and facts["average_changed"]
     assert facts["dropout_state_advanced_by"] == 2
-    if backend == "tensorflow":
-        assert facts["replica_masks_equal"]
-        assert facts["masks_are_first_rows_of_one_device_mask"]
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_data_parallel_runs_leave_one_device_masks_unchanged(workers, backend):
+    assert facts_of(workers, "jax0" if backend == "jax" else backend)[
+        "one_device_mask_unchanged"
+    ]
+
+
+def test_tensorflow_replicas_draw_dropout_masks_of_their_own(workers):
+    masks = facts_of(workers, "tensorflow")["direct"]["masks"]
+    assert masks["replica_masks_differ"] == [True, True]
+    assert masks["masks_of_two_steps_all_differ"]
+    assert masks["first_replica_draws_first_rows_of_one_device_mask"]
+    assert masks["state_advanced_by"] == [2, 2]
+    values = masks["fit_update_values"]
+    assert 1.0 in values and set(values) <= {0.0, 1.0, 2.0}
+
+
+@pytest.mark.parametrize("process", range(JAX_PROCESSES))
+def test_jax_devices_draw_their_rows_of_the_one_device_mask(workers, process):
+    masks = facts_of(workers, f"jax{process}")["direct"]["masks"]
+    assert masks["local_devices"] == LOCAL_DEVICES
+    assert masks["device_masks_differ"]
+    assert masks["device_masks_are_rows_of_one_device_mask"]
 
 
 def test_torch_answers_with_one_line_naming_the_alternatives(workers):
@@ -232,6 +273,20 @@ def _straight_run_copied_after_first_checkpoint(config, output):
     train_and_evaluate(config, f"{output}/straight", log=copy_after_first_checkpoint)
 
 
+def _resume_data_parallel(straight, resumed, output):
+    """Process 0 runs `straight` in `output/straight`, copied after the first
+    checkpoint to `output/resumed`, which every process resumes as `resumed`.
+    Returns the resumed run's log lines."""
+    from keras_ldrop.training import train_and_evaluate
+
+    if os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "0") == "0":
+        _straight_run_copied_after_first_checkpoint(straight, output)
+    _wait_for(f"{output}/resumed")
+    lines = []
+    train_and_evaluate(resumed, f"{output}/resumed", log=lines.append)
+    return lines
+
+
 def _wait_for(path, seconds=300):
     deadline = time.time() + seconds
     while not os.path.exists(path):
@@ -268,7 +323,8 @@ def _direct_checks(backend):
     data = tf.data.Dataset.from_tensor_slices(
         (rng.normal(size=(8, 16)).astype("float32"), rng.integers(0, 2, 8))
     ).batch(4)
-    with RunDistribution("data_parallel", 4).scope():
+    distribution = RunDistribution("data_parallel", 4)
+    with distribution.scope():
         inputs = keras.Input((16,))
         dropout = LargeDropout(0.9, seed=0)
         outputs = keras.layers.Dense(2, name="predictions")(dropout(inputs))
@@ -292,31 +348,107 @@ def _direct_checks(backend):
                 not np.allclose(b, a) for b, a in zip(before[2:], after[2:])
             ),
         }
-        if backend == "tensorflow":
-            facts.update(_tensorflow_masks())
+    masks = _tensorflow_masks if backend == "tensorflow" else _jax_masks
+    facts["masks"] = masks(distribution)
     return facts
 
 
-def _tensorflow_masks():
-    """The masks each replica draws, against a one-device draw of the same seed."""
+def _one_device_mask(rows):
+    from keras_ldrop.layers import LargeDropout
+
+    ones = np.ones((rows, 16), "float32")
+    return np.asarray(LargeDropout(0.5, seed=3)(ones, training=True))
+
+
+def _tensorflow_masks(distribution):
+    """The masks each replica draws in two steps run as Keras' `fit` runs
+    them, against a one-device draw of the same seed; and a `fit` step."""
     import tensorflow as tf
 
     from keras_ldrop.layers import LargeDropout
 
-    strategy = tf.distribute.get_strategy()
-    layer = LargeDropout(0.5, seed=3)
-    ones = tf.ones((3, 16))
-    per_replica = strategy.run(tf.function(lambda: layer(ones, training=True)))
-    first, second = (
-        mask.numpy() for mask in strategy.experimental_local_results(per_replica)
-    )
-    one_device = np.asarray(
-        LargeDropout(0.5, seed=3)(np.ones((6, 16), "float32"), training=True)
-    )
+    with distribution.scope():
+        strategy = tf.distribute.get_strategy()
+        layer = LargeDropout(0.5, seed=3)
+        ones = tf.ones((3, 16))
+
+        def draw_mask():
+            return layer(ones, training=True)
+
+        step = tf.function(lambda: strategy.run(draw_mask))
+        steps = [
+            [mask.numpy() for mask in strategy.experimental_local_results(step())]
+            for _ in range(2)
+        ]
+        state = layer.seed_generator.state.value
+        states = strategy.experimental_local_results(state)
+    masks = [mask.tobytes() for replicas in steps for mask in replicas]
     return {
-        "replica_masks_equal": bool((first == second).all()),
-        "masks_are_first_rows_of_one_device_mask": bool(
-            (first == one_device[:3]).all()
+        "replica_masks_differ": [
+            bool((first != second).any()) for first, second in steps
+        ],
+        "masks_of_two_steps_all_differ": len(set(masks)) == len(masks),
+        "first_replica_draws_first_rows_of_one_device_mask": bool(
+            (steps[0][0] == _one_device_mask(6)[:3]).all()
+        ),
+        "state_advanced_by": [int(state[1]) for state in states],
+        "fit_update_values": _fit_update_of_one_row_per_replica(distribution),
+    }
+
+
+def _fit_update_of_one_row_per_replica(distribution):
+    """One `fit` step of `mean(Dense(dropout(ones)))` from a zero kernel with
+    lr 1, one row per replica: each kernel entry is minus the mean of the
+    rows' mask values (0 or 2), so -1 marks a unit kept by one replica only.
+    Returns the distinct values of minus the kernel."""
+    import keras
+    import tensorflow as tf
+
+    from keras_ldrop.layers import LargeDropout
+
+    with distribution.scope():
+        inputs = keras.Input((16,))
+        kept = LargeDropout(0.5, seed=0)(inputs)
+        head = keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")
+        outputs = head(kept)
+        model = keras.Model(inputs, outputs)
+        model.compile(keras.optimizers.SGD(1.0), loss=lambda _, output: output)
+        rows = tf.data.Dataset.from_tensors((tf.ones((2, 16)), tf.zeros((2, 1))))
+        model.fit(rows, epochs=1, verbose=0)
+    return sorted({float(-value) for value in head.kernel.numpy().ravel()})
+
+
+def _jax_masks(distribution):
+    """The mask of a batch split across every device of every process, each
+    local device's rows against a one-device draw of the same seed."""
+    import jax
+    import keras
+
+    from keras_ldrop.layers import LargeDropout
+
+    with distribution.scope():
+        data_parallel = keras.distribution.distribution()
+        layer = LargeDropout(0.5, seed=3)
+        ones = np.ones((2 * len(distribution.devices), 16), "float32")
+        layout = data_parallel.get_data_layout(ones.shape).backend_layout
+        batch = jax.make_array_from_callback(
+            ones.shape, layout, lambda index: ones[index]
+        )
+
+        @jax.jit
+        def draw_mask(state, images):
+            mask, _ = layer.stateless_call([], [state], images, training=True)
+            return mask
+
+        mask = draw_mask(layer.seed_generator.state.value, batch)
+    one_device = _one_device_mask(len(ones))
+    shards = mask.addressable_shards
+    return {
+        "local_devices": len(shards),
+        "device_masks_differ": len({np.asarray(s.data).tobytes() for s in shards})
+        == len(shards),
+        "device_masks_are_rows_of_one_device_mask": all(
+            (np.asarray(s.data) == one_device[s.index]).all() for s in shards
         ),
     }
 
@@ -334,26 +466,30 @@ def _worker(backend, data_dir, preset, output):
         import keras
 
         keras.distribution.initialize()
-    from keras_ldrop.training import ConfigError, train_and_evaluate
+    from keras_ldrop.training import ConfigError
     from keras_ldrop.training.distribution import RunDistribution
 
+    one_device_mask = _one_device_mask(6)
     rate = 0.9 if backend == "jax" else 0.0
-    if os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "0") == "0":
-        _straight_run_copied_after_first_checkpoint(
-            tiny_config(data_dir, preset, rate, "none"), output
+    facts = {
+        "lines": _resume_data_parallel(
+            tiny_config(data_dir, preset, rate, "none"),
+            tiny_config(data_dir, preset, rate, "data_parallel"), output,
         )
-    _wait_for(f"{output}/resumed")
-    lines = []
-    train_and_evaluate(
-        tiny_config(data_dir, preset, rate, "data_parallel"), f"{output}/resumed",
-        log=lines.append,
-    )
-    facts = {"lines": lines}
+    }
+    if backend == "tensorflow":
+        dropout = tiny_config(data_dir, preset, 0.9, "data_parallel")
+        facts["dropout_lines"] = _resume_data_parallel(
+            dropout, dropout, f"{output}/dropout"
+        )
     try:
         RunDistribution("data_parallel", 5)
     except ConfigError as error:
         facts["indivisible"] = str(error)
     facts["direct"] = _direct_checks(backend)
+    facts["one_device_mask_unchanged"] = bool(
+        (_one_device_mask(6) == one_device_mask).all()
+    )
     print(json.dumps(facts))
 
 

@@ -60,9 +60,11 @@ def test_run_writes_domainbed_records_models_and_summary(
             for env in range(4):
                 for part in ("in", "out"):
                     assert 0.0 <= record[f"{prefix}env{env}_{part}_acc"] <= 1.0
-        assert record["args"]["dataset"] == "vlcs"
+        assert record["args"]["dataset"] == "VLCS"  # DomainBed's class name
+        assert record["args"]["keras_ldrop_dataset"] == "vlcs"
         assert record["args"]["test_envs"] == [0]
-        assert record["args"]["algorithm"] == "LargeDropout"
+        assert record["args"]["algorithm"] == "LargeDropout(0.9)"
+        assert record["args"]["hparams_seed"] == records[0]["args"]["hparams_seed"]
         assert record["hparams"]["rate"] == 0.9
         assert record["hparams"]["lr_drop_steps"] == [3]
         assert np.isfinite(record["loss"]) and record["epoch"] > 0

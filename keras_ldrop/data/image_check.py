@@ -1,13 +1,16 @@
 """A cheap scan-time check that a file is an image the pipeline can decode.
 
-The training pipeline decodes with TensorFlow's JPEG, PNG, GIF, BMP and WebP
-decoders, and a decode error inside `tf.data` would stop training. So every
-file is checked once when the dataset is scanned: its leading bytes must name
-one of those formats, its header must parse (Pillow reads only the header),
-its end must be present (JPEG end-of-image marker, PNG `IEND` chunk, GIF
-trailer, the sizes written in BMP and WebP headers), and it must not be a
-palette BMP, which TensorFlow decodes without its palette. This reads a few
-hundred bytes per file; it does not decode the pixels.
+The pipelines decode with TensorFlow's JPEG, PNG, GIF, BMP and WebP decoders.
+Every file is checked once when the dataset is scanned, so that a file that
+plainly cannot be decoded is skipped and reported rather than sampled: its
+leading bytes must name one of those formats, its header must parse (Pillow
+reads only the header), its end must be present (JPEG end-of-image marker,
+PNG `IEND` chunk, GIF trailer, the sizes written in BMP and WebP headers),
+and it must not be a palette BMP, which TensorFlow decodes without its
+palette. This reads a few hundred bytes per file; it does not decode the
+pixels, so a file whose compressed data is damaged passes it. Such a file
+cannot stop a pipeline either: it decodes to a gray image, with a warning
+naming it (`safe_decode`).
 """
 
 import concurrent.futures

@@ -21,6 +21,12 @@ TensorFlow) and enlarged by bilinear interpolation. The colour steps run as
 one XLA-compiled function per image. Examples are decoded and augmented in
 parallel on a private thread pool, and batches are prefetched.
 
+A file that fails to decode (e.g. a JPEG whose compressed data is damaged,
+which the scan-time check cannot see) stops neither pipeline: each of its
+rows becomes a uniform gray image with its label, and an
+`UndecodableImageWarning` names the file once (see `safe_decode`). Every
+other row is what it would be without that file.
+
 Example:
 
 >>> from keras_ldrop.data import load_domains, training_dataset
@@ -41,6 +47,7 @@ from keras_ldrop.data.augment import (
     sample_color_parameters,
     sub_key,
 )
+from keras_ldrop.data.safe_decode import gray_images, load_batches
 
 _DCT_SCALES = (1, 2, 4, 8)
 # A DCT-scaled decode must stay this many times larger than the output.
@@ -203,6 +210,29 @@ class _ExampleTable:
             image = _augment_colors_compiled(image, sample_color_parameters(sub_key(key, 1)))
         return image, tf.gather(self.labels, index)
 
+    def load_steps(self, plans, rows_per_step, image_size, augment):
+        """Maps each step's `(indices, keys)` to its batch `(images, labels)`, in order.
+
+        A file that fails to decode becomes a gray image (see `safe_decode`).
+        """
+
+        def load(index, key):
+            return self.load(index, key, image_size, augment)
+
+        if self.in_memory:
+            return (
+                plans.unbatch()
+                .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .batch(rows_per_step, drop_remainder=True)
+            )
+
+        def replace(indices, keys):
+            del keys
+            images = gray_images(tf.gather(self.paths, indices), image_size)
+            return images, tf.gather(self.labels, indices)
+
+        return load_batches(plans, load, replace)
+
 
 def _available_cores():
     if hasattr(os, "sched_getaffinity"):
@@ -247,7 +277,8 @@ def training_dataset(
         A `tf.data.Dataset` of `(images, labels)`: images float32
         `[batch_size * len(domains), image_size, image_size, 3]` RGB with
         values in [0, 255] (not normalised), labels int32; block `i` of
-        `batch_size` rows comes from `domains[i]`.
+        `batch_size` rows comes from `domains[i]`. A file that fails to
+        decode gives a gray image (see the module docstring).
     """
     table = _ExampleTable(domains)
     if augment is None:
@@ -270,18 +301,10 @@ def training_dataset(
             )
         return tf.concat(indices, 0), tf.concat(keys, 0)
 
-    dataset = (
-        tf.data.Dataset.counter(start=start_step)
-        .map(step_plan)
-        .unbatch()
-        .map(
-            lambda index, key: table.load(index, key, image_size, augment),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-        .batch(batch_size * len(domains), drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    plans = tf.data.Dataset.counter(start=start_step).map(step_plan)
+    dataset = table.load_steps(
+        plans, batch_size * len(domains), image_size, augment
+    ).prefetch(tf.data.AUTOTUNE)
     return _with_options(dataset, num_threads)
 
 
@@ -302,14 +325,16 @@ def evaluation_dataset(examples, image_size=224, batch_size=64, num_threads=None
     Returns:
         A finite `tf.data.Dataset` of `(images, labels)` in the order of
         `examples`: images float32 `[batch, image_size, image_size, 3]` RGB
-        with values in [0, 255], labels int32.
+        with values in [0, 255], labels int32. A file that fails to decode
+        gives a gray image (see the module docstring).
     """
     if examples.paths is not None:
-        dataset = tf.data.Dataset.from_tensor_slices((list(examples.paths), examples.labels))
-        dataset = dataset.map(
+        dataset = load_batches(
+            tf.data.Dataset.from_tensor_slices(
+                (list(examples.paths), examples.labels)
+            ).batch(batch_size),
             lambda path, label: (decode_resized(tf.io.read_file(path), image_size), label),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
+            lambda paths, labels: (gray_images(paths, image_size), labels),
         )
     else:
         dataset = tf.data.Dataset.from_tensor_slices((examples.images, examples.labels))
@@ -317,5 +342,5 @@ def evaluation_dataset(examples, image_size=224, batch_size=64, num_threads=None
             lambda image, label: (_resize(image, image_size), label),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
-        )
-    return _with_options(dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE), num_threads)
+        ).batch(batch_size)
+    return _with_options(dataset.prefetch(tf.data.AUTOTUNE), num_threads)

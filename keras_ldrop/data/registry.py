@@ -54,6 +54,10 @@ class DatasetSpec:
         environments: the MNIST family's per-domain parameter: rotation angle
             in degrees (RotatedMNIST) or colour flip probability
             (ColoredMNIST).
+        domainbed_name: the name of DomainBed's class for this dataset
+            (`"VLCS"`), which runs write as `args.dataset` so that DomainBed's
+            tools read them; `None` for the datasets DomainBed does not have
+            (the minis, a user's).
     """
 
     name: str
@@ -74,6 +78,7 @@ class DatasetSpec:
     environments: tuple[float, ...] = ()
     location: str | None = None
     image_counts: tuple[int, ...] = ()
+    domainbed_name: str | None = None
 
     @property
     def num_classes(self):
@@ -234,19 +239,28 @@ _SPECS = (
         folder="VLCS",
         domains=("Caltech101", "LabelMe", "SUN09", "VOC2007"),
         classes=VLCS_CLASSES,
+        domainbed_name="VLCS",
     ),
-    DatasetSpec(name="pacs", folder="PACS", domains=PACS_DOMAINS, classes=PACS_CLASSES),
+    DatasetSpec(
+        name="pacs",
+        folder="PACS",
+        domains=PACS_DOMAINS,
+        classes=PACS_CLASSES,
+        domainbed_name="PACS",
+    ),
     DatasetSpec(
         name="office_home",
         folder="office_home",
         domains=("Art", "Clipart", "Product", "Real World"),
         classes=OFFICE_HOME_CLASSES,
+        domainbed_name="OfficeHome",
     ),
     DatasetSpec(
         name="terra_incognita",
         folder="terra_incognita",
         domains=("location_100", "location_38", "location_43", "location_46"),
         classes=TERRA_INCOGNITA_CLASSES,
+        domainbed_name="TerraIncognita",
     ),
     DatasetSpec(
         name="domain_net",
@@ -258,6 +272,7 @@ _SPECS = (
         rate=0.5,
         lr_drop_steps=(15000, 25000),
         learning_rates=(3e-3, 5e-3),
+        domainbed_name="DomainNet",
     ),
     DatasetSpec(
         name="rotated_mnist",
@@ -266,6 +281,7 @@ _SPECS = (
         classes=tuple(str(digit) for digit in range(10)),
         kind=ROTATED_MNIST,
         environments=(0, 15, 30, 45, 60, 75),
+        domainbed_name="RotatedMNIST",
         **_MNIST_DEFAULTS,
     ),
     DatasetSpec(
@@ -275,6 +291,7 @@ _SPECS = (
         classes=("digit_5_to_9", "digit_0_to_4"),
         kind=COLORED_MNIST,
         environments=(0.1, 0.2, 0.9),
+        domainbed_name="ColoredMNIST",
         **_MNIST_DEFAULTS,
     ),
     DatasetSpec(
@@ -309,6 +326,15 @@ def dataset_short_name(dataset):
         return dataset
     name = os.path.basename(os.path.normpath(os.fspath(dataset)))
     return os.path.splitext(name)[0] or "dataset"
+
+
+def from_domainbed_name(name):
+    """The registry name of the dataset DomainBed's class `name` is, or `None`.
+
+    >>> from_domainbed_name("OfficeHome"), from_domainbed_name("SVIRO")
+    ('office_home', None)
+    """
+    return next((spec.name for spec in _SPECS if spec.domainbed_name == name), None)
 
 
 def get_dataset(name):

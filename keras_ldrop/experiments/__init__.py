@@ -4,7 +4,9 @@ soups and ensembles of final models, tables and figures.
 - `sweep`: the grid of runs, their hashed folders and states.
 - `launchers`: run the grid here, on every local GPU, or on SLURM (submitit).
 - `collect`: read the records, group runs into cells, score every method.
-- `selection`: DomainBed's model selection (training-domain, oracle, last).
+- `selection`: DomainBed's model selection (training-domain, oracle, last) and
+  the per-run choice of the paper's estimator.
+- `clouds`: the paper's i.i.d./o.o.d. clouds; `reference`: its published results.
 - `soups`: the uniform soup and the ensemble of the final models of a cell.
 - `tables`, `figures`: terminal/Markdown/LaTeX tables, the two PNG figures.
 

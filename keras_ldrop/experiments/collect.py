@@ -15,6 +15,12 @@ o.o.d. accuracy) per method:
 - `uniform soup` and `ensemble of final models`: the cell's final models
   combined across runs (see `soups`), no selection.
 
+With `selection="paper"` (the paper's estimator) the first three methods are
+not selected among the cell's runs but averaged over them: each run at its
+checkpoint with the best training-domain validation, then the mean over the
+cell's runs, one per hyperparameter setting (`paper_run_scores`; a cell that
+lacks a setting of its grid is left out, with a warning).
+
 `summarize` turns the scores into one table per setting: a row per method and
 rate, a column per test domain plus `Avg`, each cell the mean and standard
 error (sample standard deviation / sqrt(n)) over trials. `Avg` is, as in
@@ -31,7 +37,6 @@ Example:
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import warnings
@@ -39,8 +44,13 @@ import warnings
 import numpy as np
 
 from keras_ldrop.data import resolve_dataset
-from keras_ldrop.experiments import soups
-from keras_ldrop.experiments.selection import check_selection, select
+from keras_ldrop.experiments import domainbed_records, soups
+from keras_ldrop.experiments.selection import (
+    PAPER,
+    check_selection,
+    select,
+    select_in_run,
+)
 from keras_ldrop.training.evaluation import (
     AVERAGE_PREFIX,
     ENSEMBLE_PREFIX,
@@ -65,6 +75,10 @@ _TRAJECTORY_PREFIXES = (
 )
 AVERAGE_COLUMN = "Avg"
 SOUP_CACHE = "soups"
+# What the runs of a cell differ in: one setting of these per run.
+SEARCHED_HYPERPARAMETERS = ("lr", "weight_decay", "head_lr_multiplier")
+# Incomplete cells named in the paper estimator's warning.
+_NAMED_INCOMPLETE_CELLS = 5
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -86,7 +100,12 @@ class Setting:
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One finished run: its folder and its records, in step order."""
+    """One finished run: its folder and its records, in step order.
+
+    The records are keras_ldrop's, whoever wrote them (see
+    `keras_ldrop.experiments.domainbed_records`): `args.dataset` is our name
+    for the dataset, `hparams.rate` the dropout rate.
+    """
 
     folder: str
     records: tuple
@@ -115,7 +134,8 @@ class Run:
 
     @property
     def trial_seed(self):
-        return self._last["args"]["trial_seed"]
+        """The trial: `args.trial_seed`, or `(trial_seed, seed)` for the authors' runs."""
+        return domainbed_records.trial_of(self._last["args"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +149,36 @@ class Score:
     trial_seed: int
     iid: float
     ood: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RunScore:
+    """One method's accuracies in one run, at the run's checkpoint with the
+    best training-domain validation (the paper's choice).
+
+    `hyperparameters` is the run's setting: `(name, value)` pairs of
+    `SEARCHED_HYPERPARAMETERS`.
+    """
+
+    setting: Setting
+    method: str
+    rate: float
+    test_envs: tuple
+    trial_seed: int
+    hyperparameters: tuple
+    folder: str
+    iid: float
+    ood: float
+
+    @property
+    def cell(self):
+        """`(setting, method, rate, test_envs, trial_seed)`: a `Score`'s key."""
+        return (self.setting, self.method, self.rate, self.test_envs, self.trial_seed)
+
+    @property
+    def grid(self):
+        """`(setting, method, rate)`: the cells that share one grid of settings."""
+        return (self.setting, self.method, self.rate)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,25 +247,25 @@ def _dataset_spec(dataset):
 def read_runs(input_dir):
     """Returns `(runs, unfinished folders)` for every `results.jsonl` below `input_dir`.
 
-    Runs without a `done` file are not read (their records would compete in
-    model selection with a shorter trajectory); their folders are returned.
+    Reads the run folders of keras_ldrop, DomainBed and the paper's authors
+    (`keras_ldrop.experiments.domainbed_records`); a folder whose records
+    cannot be compared is left out with a one-line warning naming it. Runs
+    without a `done` file are not read (their records would compete in model
+    selection with a shorter trajectory); their folders are returned.
 
     Raises:
         FileNotFoundError: `input_dir` is not a folder.
     """
     if not os.path.isdir(input_dir):
         raise FileNotFoundError(f"--input_dir={input_dir} is not a folder.")
-    runs, unfinished = [], []
+    finished, unfinished = [], []
     for folder, _, names in sorted(os.walk(input_dir)):
-        if "results.jsonl" not in names:
-            continue
-        if "done" not in names:
-            unfinished.append(folder)
-            continue
-        with open(os.path.join(folder, "results.jsonl")) as file:
-            records = [json.loads(line) for line in file if line.strip()]
-        if records:
-            runs.append(Run(folder, tuple(records)))
+        if domainbed_records.RESULTS in names:
+            (finished if "done" in names else unfinished).append(folder)
+    runs = [
+        Run(folder, records)
+        for folder, records in domainbed_records.read_finished_runs(finished)
+    ]
     return runs, unfinished
 
 
@@ -224,29 +274,65 @@ def collect_scores(runs, selection="training_domain", soup_cache_dir=None):
 
     Args:
         runs: `Run`s from `read_runs`.
-        selection: `training_domain`, `oracle` or `last`.
+        selection: `training_domain`, `oracle`, `last` or `paper` (the
+            paper's estimator: the mean over the cell's runs of
+            `paper_run_scores`, no selection among them).
         soup_cache_dir: the soups' cache folder; `None` leaves the soups out.
 
     Returns:
-        A list of `Score`s, in cell order.
+        A list of `Score`s: the trajectory methods' in cell order, then the
+        soups'.
+
+    Raises:
+        ValueError: an unknown `selection`; with `paper`, two runs of one
+            cell with the same hyperparameters.
     """
     check_selection(selection)
+    cells = _cells(runs)
+    if selection == PAPER:
+        scores = _mean_over_settings(_complete_grids(_per_run_scores(cells)))
+    else:
+        scores = _selected_scores(cells, selection)
+    if soup_cache_dir is not None:
+        scores += _soup_scores(cells, soup_cache_dir)
+    return scores
+
+
+def paper_run_scores(runs):
+    """Every run's `RunScore` per trajectory method, from the complete cells.
+
+    Each run's checkpoint with the best training-domain validation
+    (`select_in_run`). The grid of a setting, method and rate is every
+    hyperparameter setting its runs hold over all test domains and trials; a
+    cell that lacks one is left out, with a warning naming it and what it
+    lacks, so that every mean is over the same settings.
+
+    Raises:
+        ValueError: two runs of one cell with the same hyperparameters.
+    """
+    return _complete_grids(_per_run_scores(_cells(runs)))
+
+
+def _cells(runs):
+    """`{(setting, rate, test_envs, trial_seed): [Run]}`, without the runs that
+    held no domain out (named in a warning)."""
     trained_on_every_domain = [run.folder for run in runs if not run.test_envs]
     if trained_on_every_domain:
         warnings.warn(
             f"Left out {len(trained_on_every_domain)} run(s) that held no domain "
             f"out (no o.o.d. accuracy to compare): {trained_on_every_domain}",
-            stacklevel=2,
+            stacklevel=3,
         )
     cells = {}
     for run in (run for run in runs if run.test_envs):
         key = (run.setting, run.rate, run.test_envs, run.trial_seed)
         cells.setdefault(key, []).append(run)
+    return {key: cells[key] for key in sorted(cells)}
+
+
+def _selected_scores(cells, selection):
     scores = []
-    missing_models = 0
-    for key in sorted(cells):
-        cell = cells[key]
-        setting, rate, test_envs, trial_seed = key
+    for (setting, rate, test_envs, trial_seed), cell in cells.items():
         for method, prefix in _TRAJECTORY_PREFIXES:
             selected = select(cell, selection, prefix)
             if selected is not None:
@@ -254,8 +340,13 @@ def collect_scores(runs, selection="training_domain", soup_cache_dir=None):
                     Score(setting, method, rate, test_envs, trial_seed,
                           selected.iid, selected.ood)
                 )
-        if soup_cache_dir is None:
-            continue
+    return scores
+
+
+def _soup_scores(cells, soup_cache_dir):
+    scores = []
+    missing_models = 0
+    for (setting, rate, test_envs, trial_seed), cell in cells.items():
         combined = soups.combine_final_models(cell, soup_cache_dir)
         if combined is None:
             missing_models += 1
@@ -270,9 +361,85 @@ def collect_scores(runs, selection="training_domain", soup_cache_dir=None):
         warnings.warn(
             f"Soups and final-model ensembles left out of {missing_models} "
             "cell(s): a run has no final.keras and no cached result.",
-            stacklevel=2,
+            stacklevel=3,
         )
     return scores
+
+
+def _hyperparameters(run):
+    hparams = run.records[-1]["hparams"]
+    return tuple((name, hparams.get(name)) for name in SEARCHED_HYPERPARAMETERS)
+
+
+def _describe_hyperparameters(hyperparameters):
+    return " ".join(f"{name}={value}" for name, value in hyperparameters)
+
+
+def _per_run_scores(cells):
+    run_scores = []
+    for (setting, rate, test_envs, trial_seed), cell in cells.items():
+        folder_of = {}
+        for run in cell:
+            hyperparameters = _hyperparameters(run)
+            if hyperparameters in folder_of:
+                raise ValueError(
+                    f"{folder_of[hyperparameters]} and {run.folder} are runs of one "
+                    f"cell with the same {_describe_hyperparameters(hyperparameters)}: "
+                    "the paper's estimator needs one run per hyperparameter setting."
+                )
+            folder_of[hyperparameters] = run.folder
+            for method, prefix in _TRAJECTORY_PREFIXES:
+                chosen = select_in_run(run, prefix)
+                if chosen is not None:
+                    run_scores.append(
+                        RunScore(setting, method, rate, test_envs, trial_seed,
+                                 hyperparameters, run.folder, chosen.iid, chosen.ood)
+                    )
+    return run_scores
+
+
+def _complete_grids(run_scores):
+    grids, cells = {}, {}
+    for score in run_scores:
+        grids.setdefault(score.grid, set()).add(score.hyperparameters)
+        cells.setdefault(score.cell, []).append(score)
+    complete, incomplete = [], []
+    for members in cells.values():
+        missing = grids[members[0].grid] - {m.hyperparameters for m in members}
+        if missing:
+            incomplete.append(_describe_incomplete(members[0], missing))
+        else:
+            complete.extend(members)
+    if incomplete:
+        named = incomplete[:_NAMED_INCOMPLETE_CELLS]
+        more = len(incomplete) - len(named)
+        warnings.warn(
+            f"The paper's estimator left out {len(incomplete)} cell(s) that lack a "
+            f"hyperparameter setting of their grid: {'; '.join(named)}"
+            + (f"; and {more} more." if more else "."),
+            stacklevel=3,
+        )
+    return complete
+
+
+def _describe_incomplete(score, missing):
+    lacking = ", ".join(sorted(_describe_hyperparameters(h) for h in missing))
+    return (
+        f"{score.setting.dataset} {score.method} rate {score.rate:g} test domain "
+        f"{list(score.test_envs)} trial {score.trial_seed} lacks {lacking}"
+    )
+
+
+def _mean_over_settings(run_scores):
+    cells = {}
+    for score in run_scores:
+        cells.setdefault(score.cell, []).append(score)
+    return [
+        Score(*key,
+              iid=float(np.mean([s.iid for s in members])),
+              ood=float(np.mean([s.ood for s in members])))
+        for key, members in cells.items()
+    ]
 
 
 def summarize(scores):

@@ -11,7 +11,9 @@ job does not stop the sweep; its output goes to `sweep_log.txt` in its folder.
 - `MultiGpuLauncher`: one worker per GPU, each taking the next job from a
   queue and running it with `CUDA_VISIBLE_DEVICES` set to its GPU.
 - `SlurmLauncher`: submits the jobs as one SLURM job array through
-  `submitit` and returns once they are queued.
+  `submitit` and returns once they are queued. A job warned of its time limit
+  or of a preemption checkpoints its run and is requeued
+  (`keras_ldrop.experiments.requeue`).
 
 Example:
 
@@ -31,9 +33,13 @@ import sys
 import threading
 import traceback
 
-import keras
-
+from keras_ldrop.experiments.requeue import RequeueingCommand
 from keras_ldrop.experiments.sweep import DONE
+from keras_ldrop.training.preemption import (
+    PREEMPTED_EXIT_CODE,
+    Preempted,
+    PreemptionWatch,
+)
 
 LOG_NAME = "sweep_log.txt"
 
@@ -82,22 +88,21 @@ def launch(jobs, launcher, log=print):
     return report
 
 
-def run_command(command, log_path, environment=None):
-    """Runs `command`, appending its output to `log_path`; returns the exit code."""
+def run_command(command, log_path, environment=None, watch=None):
+    """Runs `command`, appending its output to `log_path`; returns the exit code.
+
+    A `PreemptionWatch` given as `watch` passes its signals on to the command.
+    """
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "a") as log_file:
         log_file.write(" ".join(command) + "\n")
         log_file.flush()
-        return subprocess.run(
+        process = subprocess.Popen(
             command, stdout=log_file, stderr=subprocess.STDOUT, env=environment
-        ).returncode
-
-
-def run_command_or_raise(command, log_path):
-    """`run_command` for a scheduler: a non-zero exit raises, so the job fails."""
-    code = run_command(command, log_path)
-    if code:
-        raise RuntimeError(f"{command[1]} exited with code {code}; see {log_path}")
+        )
+        if watch is not None:
+            watch.forward_to(process)
+        return process.wait()
 
 
 def _log_path(job):
@@ -110,6 +115,10 @@ def _failure(code, job):
 
 class SubprocessLauncher:
     """Runs the jobs one after the other, each in its own Python process.
+
+    A preemption signal (SIGTERM, SIGUSR1, SIGUSR2) to this process is passed
+    on to the job in progress, which checkpoints and exits with code 75; the
+    launch then stops with `Preempted`.
 
     Args:
         app: path of `apps/finetune.py`.
@@ -124,13 +133,26 @@ class SubprocessLauncher:
 
     def launch(self, jobs):
         report = LaunchReport()
-        for index, job in enumerate(jobs, 1):
-            self.log(f"[{index}/{len(jobs)}] {job.folder}")
-            code = run_command(job.command(self.app, self.python), _log_path(job))
-            if code:
-                report.failed.append((job, _failure(code, job)))
-            else:
-                report.finished.append(job)
+        with PreemptionWatch() as watch:
+            for index, job in enumerate(jobs, 1):
+                if watch.requested:
+                    raise Preempted(
+                        f"Stopped on {watch.signal_name} before {job.folder}; "
+                        "launch the sweep again to resume."
+                    )
+                self.log(f"[{index}/{len(jobs)}] {job.folder}")
+                code = run_command(
+                    job.command(self.app, self.python), _log_path(job), watch=watch
+                )
+                if code == PREEMPTED_EXIT_CODE:
+                    raise Preempted(
+                        f"{job.folder} stopped on a preemption signal and saved "
+                        "its checkpoint; launch the sweep again to resume."
+                    )
+                if code:
+                    report.failed.append((job, _failure(code, job)))
+                else:
+                    report.finished.append(job)
         return report
 
 
@@ -141,20 +163,27 @@ class InProcessLauncher:
         log: where progress lines (the jobs' too) go.
 
     A job that raises is recorded as failed, its traceback appended to its
-    `sweep_log.txt`, and the next job runs.
+    `sweep_log.txt`, and the next job runs; a job stopped by a preemption
+    signal (`Preempted`, its checkpoint saved) stops the launch. After each
+    job, what it left in the process is released
+    (`job_cleanup.released_after_job`), so memory stays flat over a sweep.
     """
 
     def __init__(self, log=print):
         self.log = log
 
     def launch(self, jobs):
+        from keras_ldrop.experiments.job_cleanup import released_after_job
         from keras_ldrop.training import train_and_evaluate
 
         report = LaunchReport()
         for index, job in enumerate(jobs, 1):
             self.log(f"[{index}/{len(jobs)}] {job.folder}")
             try:
-                train_and_evaluate(job.config, job.folder, log=self.log)
+                with released_after_job():
+                    train_and_evaluate(job.config, job.folder, log=self.log)
+            except Preempted:
+                raise  # the signal was meant for the whole sweep
             except Exception as error:  # a crashed job must not stop the sweep
                 report.failed.append((job, f"{type(error).__name__}: {error}"))
                 os.makedirs(job.folder, exist_ok=True)
@@ -162,8 +191,6 @@ class InProcessLauncher:
                     log_file.write(traceback.format_exc())
             else:
                 report.finished.append(job)
-            finally:
-                keras.backend.clear_session()  # the next job starts afresh
         return report
 
 
@@ -270,9 +297,7 @@ class SlurmLauncher:
         with self.executor.batch():
             pending = [
                 self.executor.submit(
-                    run_command_or_raise,
-                    job.command(self.app, self.python),
-                    _log_path(job),
+                    RequeueingCommand(job.command(self.app, self.python), _log_path(job))
                 )
                 for job in jobs
             ]

@@ -14,6 +14,10 @@ accuracy (in-split accuracy of the test domain).
   run with the best accuracy on the test domain's out split.
 - `last`: the last checkpoint of the run with the best training-domain
   validation at its last checkpoint.
+- `paper` (the paper's estimator, not a selection among runs): in every run
+  the checkpoint with the best training-domain validation, as `select_in_run`
+  gives it; `collect.collect_scores` then averages the cell's runs, one per
+  hyperparameter setting, instead of picking one.
 
 A `prefix` selects among the weight averages (`average_`) or trajectory
 ensembles (`ensemble_`) instead of the models themselves; records without
@@ -39,11 +43,17 @@ import numpy as np
 
 from keras_ldrop.training.evaluation import test_accuracy, training_domain_validation
 
-SELECTIONS = ("training_domain", "oracle", "last")
+PAPER = "paper"
+DOMAINBED_SELECTIONS = ("training_domain", "oracle", "last")
+SELECTIONS = (*DOMAINBED_SELECTIONS, PAPER)
+# What each table and figure names as its estimator.
 SELECTION_LABELS = {
-    "training_domain": "training-domain validation",
-    "oracle": "oracle (test-domain validation)",
-    "last": "last checkpoint",
+    "training_domain": "DomainBed's training-domain validation "
+    "(best hyperparameter setting per trial)",
+    "oracle": "DomainBed's oracle (test-domain validation, last checkpoint)",
+    "last": "last checkpoint (best hyperparameter setting per trial)",
+    PAPER: "the paper's (each run's checkpoint by training-domain validation, "
+    "mean over every hyperparameter setting)",
 }
 
 
@@ -57,12 +67,12 @@ class Selected:
     step: int
 
 
-def check_selection(selection):
-    """Raises `ValueError` unless `selection` is one of `SELECTIONS`."""
-    if selection not in SELECTIONS:
+def check_selection(selection, allowed=SELECTIONS):
+    """Raises `ValueError` unless `selection` is one of `allowed`."""
+    if selection not in allowed:
         raise ValueError(
             f"Unknown model selection {selection!r}; expected one of "
-            f"{', '.join(SELECTIONS)}."
+            f"{', '.join(allowed)}."
         )
 
 
@@ -72,10 +82,10 @@ def select(runs, selection, prefix=""):
     Args:
         runs: the cell's runs (each with `records`, `test_envs` and, for the
             result, `folder`).
-        selection: one of `SELECTIONS`.
+        selection: one of `DOMAINBED_SELECTIONS`.
         prefix: `""`, `"average_"` or `"ensemble_"`.
     """
-    check_selection(selection)
+    check_selection(selection, DOMAINBED_SELECTIONS)
     best = None
     for run in runs:
         key = f"{prefix}env{run.test_envs[0]}_in_acc"
@@ -104,6 +114,14 @@ def select(runs, selection, prefix=""):
         folder=getattr(run, "folder", ""),
         step=record["step"],
     )
+
+
+def select_in_run(run, prefix=""):
+    """The run's checkpoint with the best training-domain validation, or `None`.
+
+    The paper's choice, made in every run before averaging over the settings.
+    """
+    return select([run], "training_domain", prefix)
 
 
 def _test_domain_validation(record, test_envs, prefix):

@@ -9,5 +9,14 @@ Example:
 
 from keras_ldrop.training.config import ConfigError, FinetuneConfig
 from keras_ldrop.training.loop import train_and_evaluate
+from keras_ldrop.training.preemption import PREEMPTED_EXIT_CODE, Preempted
+from keras_ldrop.training.records import OutputFolderError
 
-__all__ = ["ConfigError", "FinetuneConfig", "train_and_evaluate"]
+__all__ = [
+    "ConfigError",
+    "FinetuneConfig",
+    "OutputFolderError",
+    "PREEMPTED_EXIT_CODE",
+    "Preempted",
+    "train_and_evaluate",
+]

@@ -18,6 +18,7 @@ Example:
 {'step': 3}
 """
 
+import contextlib
 import io
 import json
 import os
@@ -57,13 +58,24 @@ def save_checkpoint(path, model_variables, optimizer_variables, arrays, meta):
 
 def write_atomically(path, data):
     """Writes `data` (bytes) to `path` through a synced temporary file and a rename,
-    so a kill at any moment leaves either the old file or the new one."""
+    so a kill at any moment leaves either the old file or the new one.
+    A failed write (disk full) removes its temporary file and raises."""
     temporary = f"{path}.tmp"
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except OSError:
+        remove_quietly(temporary)
+        raise
+
+
+def remove_quietly(path):
+    """Removes the file `path` if it can; a failed write's leftover, say."""
+    with contextlib.suppress(OSError):
+        os.remove(path)
 
 
 def load_checkpoint(path, model_variables, optimizer_variables):

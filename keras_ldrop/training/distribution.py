@@ -17,9 +17,12 @@ across them:
   The random bits do not depend on the sharding, so dropout masks are those
   of a one-device run.
 - TensorFlow: `tf.distribute.MirroredStrategy` over the local GPUs (the
-  logical CPUs when there is no GPU), one process. Keras 3.15 gives every
-  replica the same dropout generator state, so each device draws the mask of
-  the first rows of a one-device batch: masks repeat across devices.
+  logical CPUs when there is no GPU), one process. Every replica reads the
+  same dropout generator state, so `draw_seeds_per_replica()` (installed
+  for the whole process with the strategy) moves each replica's seed by its
+  index: replica 0 draws the mask of the first rows of a one-device batch,
+  the others masks of their own. The state itself advances as on one
+  device, so checkpoints resume exactly.
 - PyTorch: Keras 3.15 has no data-parallel distribution for it; a
   `ConfigError` names the alternatives.
 
@@ -38,6 +41,7 @@ with distribution.scope():
 """
 
 import contextlib
+import functools
 import os
 
 import keras
@@ -151,8 +155,6 @@ class RunDistribution:
             f"{self.global_batch_size // len(self.devices)} of "
             f"{self.global_batch_size} images each per update."
         )
-        if self.backend == "tensorflow":
-            line += " Every device draws the same dropout masks (Keras 3.15)."
         return line
 
 
@@ -193,7 +195,73 @@ def _tensorflow_mirrored():
     )
     if devices not in _MIRRORED_STRATEGIES:
         _MIRRORED_STRATEGIES[devices] = tf.distribute.MirroredStrategy(list(devices))
+    draw_seeds_per_replica()
     return devices, _MIRRORED_STRATEGIES[devices]
+
+
+# Successive replicas' seeds lie this far apart (Knuth's golden-ratio
+# multiplier). It is coprime to 2**31 - 2, the modulus by which Keras reduces
+# TensorFlow seeds, so no two replicas (of fewer than 2**31 - 2) share a seed.
+REPLICA_SEED_STRIDE = 2654435761
+TENSORFLOW_SEED_MODULUS = 2**31 - 2
+
+
+def draw_seeds_per_replica():
+    """Makes every `keras.random.SeedGenerator` hand each replica of a
+    `tf.distribute` strategy a seed of its own (TensorFlow backend).
+
+    Keras gives every replica the same generator state, hence the same
+    dropout mask for each replica's share of the batch. From this call on,
+    `SeedGenerator.next` adds `replica index x REPLICA_SEED_STRIDE` to the
+    first entry of the seed it returns. Replica 0, and any computation
+    outside a multi-replica strategy, keep Keras' seeds; the generator's
+    state advances as before, so a restored checkpoint resumes exactly.
+    Calling it again changes nothing.
+
+    Example:
+
+    ```python
+    import tensorflow as tf
+    from keras_ldrop.layers import LargeDropout
+
+    # Two logical CPUs, set up before TensorFlow's first operation:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    draw_seeds_per_replica()
+    with strategy.scope():
+        layer = LargeDropout(0.9, seed=0)
+    ones = tf.ones((4, 8))
+    masks = strategy.run(tf.function(lambda: layer(ones, training=True)))
+    first, second = strategy.experimental_local_results(masks)  # differ
+    ```
+    """
+    generator = keras.random.SeedGenerator
+    if getattr(generator.next, "folds_replica_id", False):
+        return
+    draw_shared_seed = generator.next
+
+    @functools.wraps(draw_shared_seed)
+    def next_seed_of_this_replica(self, ordered=True):
+        return _fold_replica_id(draw_shared_seed(self, ordered))
+
+    next_seed_of_this_replica.folds_replica_id = True
+    generator.next = next_seed_of_this_replica
+
+
+def _fold_replica_id(seed):
+    """`seed` moved by this replica's index; unchanged for replica 0 and
+    outside a strategy of several replicas."""
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return seed
+    replica = tf.cast(context.replica_id_in_sync_group, "int64")
+    offset = replica * REPLICA_SEED_STRIDE % TENSORFLOW_SEED_MODULUS
+    return seed + tf.cast(tf.stack([offset, tf.zeros_like(offset)]), seed.dtype)
 
 
 class _ShardedPredictor:

@@ -5,6 +5,11 @@ multi-domain stream, restarted at the exact step after a resume. After each
 interval every domain's in and out splits are evaluated for the model, its
 uniform weight average and the trajectory ensemble; a DomainBed-shaped record
 is appended to `results.jsonl`, and the whole state is checkpointed atomically.
+On SIGTERM or SIGUSR1 (a scheduler's preemption notice) the run checkpoints
+after the step in progress and raises `Preempted`
+(`keras_ldrop.training.preemption`); rerunning resumes it to the records of an
+uninterrupted run. A folder that stops accepting writes (disk full, read-only)
+ends the run with `OutputFolderError`, the last checkpoint intact.
 
 With `distribution="data_parallel"` the model is built, trained and
 evaluated inside a `RunDistribution` (`keras_ldrop.training.distribution`):
@@ -30,21 +35,28 @@ import time
 import keras
 
 import keras_ldrop
-from keras_ldrop.data import load_domains, split_in_out, training_dataset
+from keras_ldrop.data import load_domains, seed_hash, split_in_out, training_dataset
 from keras_ldrop.data.devices import share_accelerators_with_keras
 from keras_ldrop.models import build_classifier
 from keras_ldrop.optimizers import SGD, step_decay
 from keras_ldrop.training import cpu_convolution, evaluation
 from keras_ldrop.training.checkpoint import load_checkpoint, save_checkpoint
 from keras_ldrop.training.distribution import RunDistribution
-from keras_ldrop.training.records import RunFiles, progress_line
+from keras_ldrop.training.preemption import (
+    CarryIntervalLoss,
+    Preempted,
+    PreemptionWatch,
+    StopAtNextStep,
+    loss_mean_state,
+)
+from keras_ldrop.training.records import RunFiles, progress_line, writes_to
 
 
 def _print_now(line):
     print(line, flush=True)
 
 
-def train_and_evaluate(config, output_dir, log=_print_now):
+def train_and_evaluate(config, output_dir, log=_print_now, callbacks=()):
     """Fine-tunes, evaluates and checkpoints one run; resumes if interrupted.
 
     Under JAX on a CPU it computes convolution gradients as matrix products
@@ -58,6 +70,7 @@ def train_and_evaluate(config, output_dir, log=_print_now):
             start writes nothing). A folder holding a run with other settings
             is refused; a finished one is not rerun.
         log: where progress lines go (default: stdout, flushed).
+        callbacks: Keras callbacks added to every `model.fit` of the run.
 
     Returns:
         The run's summary (also written to `summary.json`).
@@ -65,6 +78,11 @@ def train_and_evaluate(config, output_dir, log=_print_now):
     Raises:
         ConfigError: invalid settings, an output folder of another run, or a
             `data_parallel` run that the backend or the devices cannot do.
+        Preempted: SIGTERM or SIGUSR1 arrived; the run saved its checkpoint
+            after the step in progress (in the main thread only: elsewhere
+            Python cannot catch signals).
+        OutputFolderError: a file of the run could not be written; the last
+            checkpoint is intact.
     """
     config = config.resolve()
     share_accelerators_with_keras()
@@ -88,8 +106,9 @@ def train_and_evaluate(config, output_dir, log=_print_now):
     if distribution.describe():
         log(distribution.describe())
     with distribution.scope():
-        run = _Run(config, files, log, distribution)
-        run.train()
+        with PreemptionWatch() as watch:
+            run = _Run(config, files, log, distribution)
+            run.train(watch, callbacks)
         return run.finish()
 
 
@@ -141,7 +160,10 @@ class _Run:
         self.best = None
         self.ensemble_sums = {}
         self.ensemble_members = 0
-        files.claim(config)
+        self.interval_loss = None
+        self.saved_step = 0
+        with writes_to(files.root, self.saved_step):
+            files.claim(config)
         if files.has_checkpoint():
             self._restore()
 
@@ -204,19 +226,31 @@ class _Run:
         self.records = meta["records"]
         self.best = meta["best"]
         self.ensemble_members = meta["ensemble_members"]
+        self.interval_loss = meta.get("interval_loss")
+        self.saved_step = self.step
         self.ensemble_sums = {
             name[len("ensemble/"):]: value
             for name, value in arrays.items()
             if name.startswith("ensemble/")
         }
-        self.files.write_records(self.records)
+        with writes_to(self.files.root, self.saved_step):
+            self.files.write_records(self.records)
         self.log(f"Resumed from step {self.step} ({self.files.checkpoint}).")
 
-    def train(self):
+    def train(self, watch, callbacks):
+        """Trains to the last step, one checkpoint interval per `fit`.
+
+        Raises:
+            Preempted: `watch` saw a preemption signal; the state after the
+                step in progress is checkpointed.
+        """
         config = self.config
         train_splits = [self.splits[f"env{i}_in"] for i in self.train_envs]
         images_per_step = config.batch_size * len(train_splits)
+        stopper = StopAtNextStep(watch)
         while self.step < config.steps:
+            if watch.requested:
+                self._stop(watch.signal_name)
             interval = min(
                 config.checkpoint_freq - self.step % config.checkpoint_freq,
                 config.steps - self.step,
@@ -230,14 +264,40 @@ class _Run:
             )
             started = time.perf_counter()
             history = self.model.fit(
-                stream, epochs=1, steps_per_epoch=interval, shuffle=False, verbose=0
+                stream,
+                epochs=1,
+                steps_per_epoch=interval,
+                shuffle=False,
+                verbose=0,
+                callbacks=[*callbacks, CarryIntervalLoss(self.interval_loss), stopper],
             )
             seconds = time.perf_counter() - started
-            self.step += interval
+            self.step += stopper.steps_done
+            if stopper.steps_done < interval:
+                if not self.model.stop_training:
+                    raise RuntimeError(
+                        f"The training stream ended after {stopper.steps_done} of "
+                        f"{interval} steps; it must be endless."
+                    )
+                self.interval_loss = loss_mean_state(self.model)
+                continue
+            self.interval_loss = None
             record = self._evaluate(history.history["loss"][-1])
             record["images_per_second"] = interval * images_per_step / seconds
             self._checkpoint(record)
             self.log(progress_line(record, config))
+
+    def _stop(self, signal_name):
+        if self.step > self.saved_step:
+            self._save_state()
+        where = (
+            f"checkpoint at step {self.step}/{self.config.steps} in {self.files.root}"
+            if self.step
+            else f"no step taken yet, nothing to resume in {self.files.root}"
+        )
+        raise Preempted(
+            f"Stopped on {signal_name} ({where}); rerun the same command to resume."
+        )
 
     def _evaluate(self, loss):
         config = self.config
@@ -290,14 +350,26 @@ class _Run:
         }
 
     def _args(self):
+        """The run in DomainBed's terms: its tools group records by these fields.
+
+        `dataset` is DomainBed's class name where DomainBed has the dataset,
+        else ours (`keras_ldrop_dataset` is always ours); `algorithm` names
+        the rate (`ERM` at 0, `LargeDropout(0.9)`); `hparams_seed` hashes the
+        hyperparameters but the rate, with the steps and the seed, so the
+        runs that differ in them differ in it.
+        """
         config = self.config
+        searched = {k: v for k, v in self._hparams().items() if k != "rate"}
         return {
-            "dataset": config.dataset,
-            "algorithm": "ERM" if config.rate == 0 else "LargeDropout",
+            "dataset": self.spec.domainbed_name or config.dataset,
+            "keras_ldrop_dataset": config.dataset,
+            "algorithm": "ERM" if config.rate == 0 else f"LargeDropout({config.rate:g})",
             "test_envs": list(config.test_envs),
             "trial_seed": config.trial_seed,
             "seed": config.seed,
-            "hparams_seed": 0,
+            "hparams_seed": seed_hash(
+                json.dumps([searched, config.steps, config.seed], sort_keys=True)
+            ),
             "holdout_fraction": config.holdout_fraction,
             "steps": config.steps,
             "checkpoint_freq": config.checkpoint_freq,
@@ -320,24 +392,32 @@ class _Run:
             }
             self._save_model("best")
         self.records.append(record)
-        if self.distribution.is_main_process:
-            save_checkpoint(
-                self.files.checkpoint,
-                self.model.variables,
-                self.optimizer.variables,
-                {f"ensemble/{k}": v for k, v in self.ensemble_sums.items()},
-                {
-                    "step": self.step,
-                    "records": self.records,
-                    "best": self.best,
-                    "ensemble_members": self.ensemble_members,
-                },
-            )
-        self.files.write_records(self.records)
+        self._save_state()
+
+    def _save_state(self):
+        """Checkpoints the run and rewrites its records."""
+        with writes_to(self.files.root, self.saved_step):
+            if self.distribution.is_main_process:
+                save_checkpoint(
+                    self.files.checkpoint,
+                    self.model.variables,
+                    self.optimizer.variables,
+                    {f"ensemble/{k}": v for k, v in self.ensemble_sums.items()},
+                    {
+                        "step": self.step,
+                        "records": self.records,
+                        "best": self.best,
+                        "ensemble_members": self.ensemble_members,
+                        "interval_loss": self.interval_loss,
+                    },
+                )
+            self.saved_step = self.step
+            self.files.write_records(self.records)
 
     def _save_model(self, name):
-        with self.distribution.main_process_only():
-            self.files.save_model(self.model, name)
+        with writes_to(self.files.root, self.saved_step):
+            with self.distribution.main_process_only():
+                self.files.save_model(self.model, name)
 
     def finish(self):
         self._save_model("final")
@@ -354,7 +434,8 @@ class _Run:
         ):
             if f"{prefix}env0_in_acc" in last:
                 summary[name] = _summary_of(last, test_envs, prefix)
-        self.files.finish(summary)
+        with writes_to(self.files.root, self.saved_step):
+            self.files.finish(summary)
         return summary
 
 

@@ -10,13 +10,51 @@ Example:
 [{'env0_in_acc': 0.5, 'step': 50}]
 """
 
+import contextlib
 import json
 import os
 
 from keras_ldrop.data.user_data import describe_changes
 from keras_ldrop.training import evaluation
-from keras_ldrop.training.checkpoint import write_atomically
+from keras_ldrop.training.checkpoint import remove_quietly, write_atomically
 from keras_ldrop.training.config import ConfigError, FinetuneConfig
+
+
+class OutputFolderError(OSError):
+    """A file of the run could not be written (disk full, read-only folder)."""
+
+
+@contextlib.contextmanager
+def writes_to(folder, saved_step):
+    """Turns an `OSError` from writing the run's files into one `OutputFolderError`
+    line that names the folder and the checkpoint left intact.
+
+    Args:
+        folder: the run folder.
+        saved_step: the step of the last checkpoint written (0: none).
+
+    >>> with writes_to("/run", 300):
+    ...     raise OSError(28, "No space left on device", "/run/checkpoint.npz.tmp")
+    Traceback (most recent call last):
+    ...
+    keras_ldrop.training.records.OutputFolderError: Cannot write to the run folder /run: No space left on device (/run/checkpoint.npz.tmp). Its checkpoint at step 300 is intact: once the folder takes writes again, rerun the same command to resume.
+    """
+    try:
+        yield
+    except OutputFolderError:
+        raise
+    except OSError as error:
+        kept = (
+            f"Its checkpoint at step {saved_step} is intact"
+            if saved_step
+            else "No checkpoint was written yet"
+        )
+        raise OutputFolderError(
+            f"Cannot write to the run folder {folder}: "
+            f"{error.strerror or error} ({error.filename or 'a file in it'}). "
+            f"{kept}: once the folder takes writes again, rerun the same "
+            "command to resume."
+        ) from error
 
 
 def _write_atomically(path, text):
@@ -97,8 +135,12 @@ class RunFiles:
         """Saves `model` as `<name>.keras`, replacing the previous one atomically."""
         path = self.model_path(name)
         temporary = os.path.join(self.root, f"{name}.tmp.keras")
-        model.save(temporary)
-        os.replace(temporary, path)
+        try:
+            model.save(temporary)
+            os.replace(temporary, path)
+        except OSError:
+            remove_quietly(temporary)
+            raise
 
     def paths(self):
         return {
