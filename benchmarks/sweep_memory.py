@@ -4,7 +4,9 @@ The jobs go through `InProcessLauncher`, as `apps/sweep.py launch
 --launcher=in_process` runs them: the same dataset and backbone, one job per
 weight decay (so each has its own folder). After each job (and the launcher's
 clean-up) it prints the process's resident memory (VmRSS), the job's wall
-time and the number of objects the garbage collector tracks, then one JSON
+time, its CPU time (all threads; less disturbed by other processes on the
+machine), the time Python's garbage collector ran during it, and the number
+of objects the collector tracks, then one JSON
 line with every figure. Memory that keeps growing from job to job is state
 that outlives a job.
 
@@ -29,6 +31,7 @@ from keras_ldrop.experiments.sweep import make_jobs  # noqa: E402
 
 _RUNS = flags.DEFINE_integer("runs", 10, "Jobs run one after the other.")
 _DATASET = flags.DEFINE_string("dataset", "vlcs_mini", "Dataset of every job.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the downloaded datasets (registered datasets that are not offline).")
 _BACKBONE = flags.DEFINE_string("backbone", None, "Backbone of every job; default the dataset's (the minis: offline EfficientNet-Lite0).")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 32, "Image side.")
 _STEPS = flags.DEFINE_integer("steps", 2, "Updates per job (one checkpoint at the end).")
@@ -57,6 +60,8 @@ def tiny_jobs(output_dir, runs):
     )
     if _BACKBONE.value:
         settings["backbone"] = _BACKBONE.value
+    if _DATA_DIR.value:
+        settings["data_dir"] = _DATA_DIR.value
     return make_jobs(
         output_dir, _DATASET.value, rates=[0.9], lrs=[1e-3],
         weight_decays=[1e-5 * (run + 1) for run in range(runs)],
@@ -64,19 +69,50 @@ def tiny_jobs(output_dir, runs):
     )
 
 
+class GarbageCollectionClock:
+    """Adds up the time Python's garbage collector runs, from `gc.callbacks`.
+
+    >>> with GarbageCollectionClock() as clock:
+    ...     _ = gc.collect()
+    >>> clock.seconds > 0
+    True
+    """
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._started = None
+
+    def _record(self, phase, info):
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            self.seconds += time.perf_counter() - self._started
+
+    def __enter__(self):
+        gc.callbacks.append(self._record)
+        return self
+
+    def __exit__(self, *exception):
+        gc.callbacks.remove(self._record)
+
+
 def run_jobs(jobs):
     """Runs each job through its own `InProcessLauncher.launch`; yields its figures."""
     launcher = InProcessLauncher(log=lambda line: None)
     for index, job in enumerate(jobs, 1):
-        started = time.perf_counter()
-        report = launcher.launch([job])
+        started, cpu_started = time.perf_counter(), time.process_time()
+        with GarbageCollectionClock() as collection:
+            report = launcher.launch([job])
         seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
         if report.failed:
             raise RuntimeError(f"job {index} failed: {report.failed[0][1]}")
         gc.collect()
         yield {
             "run": index,
             "seconds": round(seconds, 2),
+            "cpu_seconds": round(cpu_seconds, 2),
+            "gc_seconds": round(collection.seconds, 2),
             "rss_mb": round(resident_megabytes(), 1),
             "python_objects": len(gc.get_objects()),
         }
@@ -91,10 +127,10 @@ def main(argv):
         jobs = tiny_jobs(_OUTPUT_DIR.value or scratch, _RUNS.value)
         start_mb = resident_megabytes()
         print(f"backend {keras.backend.backend()}; RSS before the first job {start_mb:.0f} MB")
-        print(f"{'run':>3} {'seconds':>8} {'RSS MB':>8} {'change':>7} {'objects':>9}")
+        print(f"{'run':>3} {'seconds':>8} {'CPU s':>7} {'GC s':>6} {'RSS MB':>8} {'change':>7} {'objects':>9}")
         rows, previous = [], start_mb
         for row in run_jobs(jobs):
-            print(f"{row['run']:3d} {row['seconds']:8.1f} {row['rss_mb']:8.0f} "
+            print(f"{row['run']:3d} {row['seconds']:8.1f} {row['cpu_seconds']:7.1f} {row['gc_seconds']:6.2f} {row['rss_mb']:8.0f} "
                   f"{row['rss_mb'] - previous:+7.0f} {row['python_objects']:9d}", flush=True)
             rows.append(row)
             previous = row["rss_mb"]
@@ -111,6 +147,7 @@ def main(argv):
         "objects_growth_per_run_after_first": round(
             (later[-1]["python_objects"] - rows[0]["python_objects"]) / len(later)),
         "median_seconds": statistics.median(row["seconds"] for row in rows),
+        "median_cpu_seconds": statistics.median(row["cpu_seconds"] for row in rows),
     }))
 
 

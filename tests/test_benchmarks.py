@@ -82,3 +82,22 @@ def test_feature_health_prints_a_line_per_checkpoint(tmp_path, tiny_vlcs_tree, t
     for line in lines:
         assert 0.0 <= line["dead_fraction"] <= 1.0 and line["feature_std"] >= 0.0
         assert 0.0 <= line["iid"] <= 1.0 and 0.0 <= line["ood"] <= 1.0
+
+
+def test_sweep_memory_prints_every_runs_memory_and_time(tiny_vlcs_tree, tiny_preset_folder):
+    finished = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "sweep_memory.py"), "--runs=2",
+         "--dataset=vlcs", f"--data_dir={tiny_vlcs_tree}", f"--backbone={tiny_preset_folder}",
+         "--image_size=32", "--batch_size=2", "--steps=1"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    lines = finished.stdout.splitlines()
+    table_rows = [line.split() for line in lines if line[:3].strip().isdigit()]
+    assert [row[0] for row in table_rows] == ["1", "2"]
+    result = json.loads(lines[-1])
+    assert result["backend"] == keras.backend.backend()
+    assert [run["run"] for run in result["runs"]] == [1, 2]
+    for run in result["runs"]:
+        assert run["rss_mb"] > 0 and run["seconds"] > 0 and run["python_objects"] > 0
+        assert 0 <= run["gc_seconds"] <= run["seconds"]
