@@ -1,13 +1,16 @@
-"""Loads an absl app of `apps/` once per test module and runs its main in-process."""
+"""Loads an absl app of `apps/` once per test process and runs its main in-process."""
 
+import functools
 import importlib.util
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@functools.cache
 def load_app(name):
-    """Imports `apps/<name>.py` as a module (its flags join the process' flags)."""
+    """Imports `apps/<name>.py` as a module, once: its flags join the process' flags, and absl
+    refuses a second definition of a flag from a second copy of the module."""
     spec = importlib.util.spec_from_file_location(
         f"{name}_app", os.path.join(ROOT, "apps", f"{name}.py")
     )

@@ -57,6 +57,37 @@ def checkpointed_step(folder):
     return json.loads(arrays["meta"].tobytes())["step"]
 
 
+def assert_resumes_to_the_straight_run(config, folder, step, straight_run):
+    """Reruns `config` in `folder`: it resumes at `step` and ends with the straight run's records."""
+    lines = []
+    train_and_evaluate(config, folder, log=lines.append)
+    assert lines[0].startswith(f"Resumed from step {step}")
+    assert without_timing(read_records(folder)) == without_timing(
+        read_records(straight_run)
+    )
+
+
+def signal_at_the_first_checkpoint(signum):
+    """A `log` that sends this process `signum` when the step-3 line is written."""
+
+    def log(line):
+        if line.startswith("step 3/"):
+            os.kill(os.getpid(), signum)
+
+    return log
+
+
+def jobs_of(config, folder, rates):
+    """The sweep jobs of `config`'s settings at each of `rates`."""
+    return make_jobs(
+        folder, config.dataset, rates=rates, lrs=[config.lr],
+        weight_decays=[config.weight_decay], trials=1, test_envs=[0],
+        **{name: getattr(config, name) for name in (
+            "data_dir", "backbone", "image_size", "batch_size", "steps",
+            "checkpoint_freq", "average_start")},
+    )
+
+
 def test_a_signal_mid_interval_checkpoints_that_step_and_resumes_to_a_straight_run(
     tmp_path, tiny_vlcs_tree, tiny_preset_folder, straight_run
 ):
@@ -69,24 +100,17 @@ def test_a_signal_mid_interval_checkpoints_that_step_and_resumes_to_a_straight_r
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
     assert checkpointed_step(tmp_path) == 4
     assert [r["step"] for r in read_records(tmp_path)] == [3]
-    lines = []
-    train_and_evaluate(config, tmp_path, log=lines.append)
-    assert lines[0].startswith("Resumed from step 4")
-    assert without_timing(read_records(tmp_path)) == without_timing(
-        read_records(straight_run)
-    )
+    assert_resumes_to_the_straight_run(config, tmp_path, 4, straight_run)
 
 
 def test_a_signal_during_evaluation_stops_at_that_checkpoint(
     tmp_path, tiny_vlcs_tree, tiny_preset_folder
 ):
-    def signal_after_the_first_checkpoint(line):
-        if line.startswith("step 3/"):
-            os.kill(os.getpid(), signal.SIGTERM)
-
     config = tiny_config(tiny_vlcs_tree, tiny_preset_folder, steps=9)
     with pytest.raises(Preempted, match=r"SIGTERM \(checkpoint at step 3/9"):
-        train_and_evaluate(config, tmp_path, log=signal_after_the_first_checkpoint)
+        train_and_evaluate(
+            config, tmp_path, log=signal_at_the_first_checkpoint(signal.SIGTERM)
+        )
     assert checkpointed_step(tmp_path) == 3
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
@@ -145,12 +169,7 @@ def test_a_folder_that_stops_taking_writes_ends_with_one_line_and_an_intact_chec
     assert "Its checkpoint at step 3 is intact" in message
     assert checkpointed_step(tmp_path) == 3
     os.rmdir(tmp_path / "checkpoint.npz.tmp")
-    lines = []
-    train_and_evaluate(config, tmp_path, log=lines.append)
-    assert lines[0].startswith("Resumed from step 3")
-    assert without_timing(read_records(tmp_path)) == without_timing(
-        read_records(straight_run)
-    )
+    assert_resumes_to_the_straight_run(config, tmp_path, 3, straight_run)
 
 
 def test_the_app_names_an_unwritable_folder_in_one_line(
@@ -188,13 +207,7 @@ def test_a_slurm_job_warned_of_preemption_checkpoints_is_requeued_and_resumes(
     tmp_path, tiny_vlcs_tree, tiny_preset_folder, straight_run
 ):
     config = tiny_config(tiny_vlcs_tree, tiny_preset_folder, steps=9).resolve()
-    [job] = make_jobs(
-        tmp_path / "sweep", config.dataset, rates=[config.rate], lrs=[config.lr],
-        weight_decays=[config.weight_decay], trials=1, test_envs=[0],
-        **{name: getattr(config, name) for name in (
-            "data_dir", "backbone", "image_size", "batch_size", "steps",
-            "checkpoint_freq", "average_start")},
-    )
+    [job] = jobs_of(config, tmp_path / "sweep", [config.rate])
     assert job.config == config
     launcher = launchers.SlurmLauncher(
         APP, tmp_path / "slurm_logs", cluster="local", timeout_min=10,
@@ -262,19 +275,8 @@ def test_a_signal_stops_an_in_process_sweep_instead_of_starting_the_next_run(
     tmp_path, tiny_vlcs_tree, tiny_preset_folder
 ):
     config = tiny_config(tiny_vlcs_tree, tiny_preset_folder, steps=9).resolve()
-    jobs = make_jobs(
-        tmp_path, config.dataset, rates=[0.0, 0.9], lrs=[config.lr],
-        weight_decays=[config.weight_decay], trials=1, test_envs=[0],
-        **{name: getattr(config, name) for name in (
-            "data_dir", "backbone", "image_size", "batch_size", "steps",
-            "checkpoint_freq", "average_start")},
-    )
-
-    def signal_after_the_first_checkpoint(line):
-        if line.startswith("step 3/"):
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    launcher = launchers.InProcessLauncher(log=signal_after_the_first_checkpoint)
+    jobs = jobs_of(config, tmp_path, [0.0, 0.9])
+    launcher = launchers.InProcessLauncher(log=signal_at_the_first_checkpoint(signal.SIGTERM))
     with pytest.raises(Preempted, match=r"SIGTERM \(checkpoint at step 3/9"):
         launchers.launch(jobs, launcher, log=lambda _: None)
     assert checkpointed_step(jobs[0].folder) == 3

@@ -33,6 +33,7 @@ import sys
 import threading
 import traceback
 
+from keras_ldrop.experiments.commands import run_command
 from keras_ldrop.experiments.requeue import RequeueingCommand
 from keras_ldrop.experiments.sweep import DONE
 from keras_ldrop.training.preemption import (
@@ -88,23 +89,6 @@ def launch(jobs, launcher, log=print):
     return report
 
 
-def run_command(command, log_path, environment=None, watch=None):
-    """Runs `command`, appending its output to `log_path`; returns the exit code.
-
-    A `PreemptionWatch` given as `watch` passes its signals on to the command.
-    """
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    with open(log_path, "a") as log_file:
-        log_file.write(" ".join(command) + "\n")
-        log_file.flush()
-        process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, env=environment
-        )
-        if watch is not None:
-            watch.forward_to(process)
-        return process.wait()
-
-
 def _log_path(job):
     return os.path.join(job.folder, LOG_NAME)
 
@@ -142,7 +126,9 @@ class SubprocessLauncher:
                     )
                 self.log(f"[{index}/{len(jobs)}] {job.folder}")
                 code = run_command(
-                    job.command(self.app, self.python), _log_path(job), watch=watch
+                    job.command(self.app, self.python),
+                    _log_path(job),
+                    started=watch.forward_to,
                 )
                 if code == PREEMPTED_EXIT_CODE:
                     raise Preempted(

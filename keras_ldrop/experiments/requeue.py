@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 
+from keras_ldrop.experiments.commands import run_command
 from keras_ldrop.training.preemption import PREEMPTED_EXIT_CODE
 
 
@@ -43,14 +44,7 @@ class RequeueingCommand:
         return {**self.__dict__, "_process": None}
 
     def __call__(self):
-        os.makedirs(os.path.dirname(self.log_path) or ".", exist_ok=True)
-        with open(self.log_path, "a") as log_file:
-            log_file.write(" ".join(self.command) + "\n")
-            log_file.flush()
-            self._process = subprocess.Popen(
-                self.command, stdout=log_file, stderr=subprocess.STDOUT
-            )
-            code = self._process.wait()
+        code = run_command(self.command, self.log_path, started=self._remember)
         if code == PREEMPTED_EXIT_CODE:
             _ask_submitit_to_requeue()
             raise RuntimeError(
@@ -61,6 +55,9 @@ class RequeueingCommand:
             raise RuntimeError(
                 f"{self.command[1]} exited with code {code}; see {self.log_path}"
             )
+
+    def _remember(self, process):
+        self._process = process
 
     def checkpoint(self, *args, **kwargs):
         """submitit's preemption hook: stops the command at its next step,
