@@ -100,4 +100,4 @@ def test_sweep_memory_prints_every_runs_memory_and_time(tiny_vlcs_tree, tiny_pre
     assert [run["run"] for run in result["runs"]] == [1, 2]
     for run in result["runs"]:
         assert run["rss_mb"] > 0 and run["seconds"] > 0 and run["python_objects"] > 0
-        assert 0 <= run["gc_seconds"] <= run["seconds"]
+        assert 0 <= run["gc_seconds"] <= run["seconds"] and run["full_collection_ms"] >= 0

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from keras_ldrop.data import (
     DomainExamples,
@@ -110,20 +111,25 @@ def test_evaluation_keeps_every_row_in_order_with_the_damaged_one_gray(tmp_path,
         assert np.all(images[1] == GRAY)
 
 
-def test_a_batch_whose_every_row_fails_is_all_stand_ins(tmp_path):
-    missing = [str(tmp_path / "gone_0.jpg"), str(tmp_path / "gone_1.jpg")]
+def test_batches_keep_their_place_and_rows_wherever_rows_fail(tmp_path):
+    good = str(tmp_path / "good.png")
+    Image.new("RGB", (6, 6), (10, 20, 30)).save(good)
+    gone = [str(tmp_path / f"gone_{i}.png") for i in range(3)]
+    paths = tf.data.Dataset.from_tensor_slices([gone[0], good, good, gone[1], gone[2]])
 
     def load(path):
-        return tf.image.resize(tf.io.decode_jpeg(tf.io.read_file(path), channels=3), [4, 4])
+        return tf.image.resize(tf.io.decode_png(tf.io.read_file(path), channels=3), [4, 4])
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        (images,) = list(load_batches(
-            tf.data.Dataset.from_tensors(missing), load, lambda paths: gray_images(paths, 4)
-        ))
-    assert [len(_warnings_naming(caught, path)) for path in missing] == [1, 1]
-    assert images.shape == (2, 4, 4, 3)
-    assert np.all(images.numpy() == GRAY)
+        batches = list(
+            load_batches(paths.batch(2), load, lambda paths: gray_images(paths, 4))
+        )
+    assert [len(_warnings_naming(caught, path)) for path in gone] == [1, 1, 1]
+    images = np.concatenate(batches)
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+    assert [np.all(image == GRAY) for image in images] == [True, False, False, True, True]
+    np.testing.assert_allclose(images[1:3], np.broadcast_to([10, 20, 30], (2, 4, 4, 3)))
 
 
 def test_a_run_with_a_damaged_jpeg_in_a_training_domain_completes(

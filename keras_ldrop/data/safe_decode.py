@@ -3,11 +3,11 @@
 The scan-time check (`image_check`) reads headers and ends, not pixels, so a
 file whose compressed data is damaged can pass it and still fail to decode
 (e.g. a JPEG with a stray marker in its entropy-coded data: TensorFlow raises
-`InvalidArgumentError: jpeg::Uncompress failed`). `load_batches` loads the
-rows of each batch in parallel, ignoring errors, and puts a stand-in (from
-`replace`) in each row that failed, so every batch keeps its rows and their
-order. The rows that load are exactly what a plain `map` gives; the stand-ins
-are computed only when a row fails. `gray_images` is the usual stand-in: a
+`InvalidArgumentError: jpeg::Uncompress failed`). `load_batches` loads each
+batch at once, as a plain pipeline does (one parallel map fused with the
+batch), and only a batch in which a row fails is loaded again, row by row:
+each failed row gets a stand-in from `replace`, and the batch keeps its
+place, its rows and their order. `gray_images` is the usual stand-in: a
 uniform gray image per failed file, and one `UndecodableImageWarning` naming
 the file (once per file and process).
 
@@ -71,30 +71,19 @@ def gray_images(paths, image_size):
 def _with_stand_ins(batch, loaded_rows, outputs, replace):
     """`outputs` of `loaded_rows`, with `replace`'s stand-ins for the other rows of `batch`."""
     rows = tf.shape(tf.nest.flatten(batch)[0])[0]
-
-    def stitched():
-        loaded = tf.scatter_nd(loaded_rows[:, None], tf.ones_like(loaded_rows), [rows])
-        failed = tf.cast(tf.where(loaded == 0)[:, 0], tf.int32)
-        stand_ins = replace(*tf.nest.map_structure(lambda t: tf.gather(t, failed), batch))
-        return tf.nest.map_structure(
-            lambda kept, new: tf.dynamic_stitch([loaded_rows, failed], [kept, new]),
-            outputs,
-            stand_ins,
-        )
-
-    return tf.cond(tf.size(loaded_rows) == rows, lambda: outputs, stitched)
+    loaded = tf.scatter_nd(loaded_rows[:, None], tf.ones_like(loaded_rows), [rows])
+    failed = tf.cast(tf.where(loaded == 0)[:, 0], tf.int32)
+    stand_ins = replace(*tf.nest.map_structure(lambda t: tf.gather(t, failed), batch))
+    return tf.nest.map_structure(
+        lambda kept, new: tf.dynamic_stitch([loaded_rows, failed], [kept, new]),
+        outputs,
+        stand_ins,
+    )
 
 
-def _loaded_batch(batch, load, replace):
-    """A one-element dataset: the batch's rows loaded, stand-ins where loading failed."""
+def _row_by_row(batch, load, replace):
+    """A one-element dataset: the batch's rows loaded one by one, stand-ins where loading failed."""
     rows = tf.shape(tf.nest.flatten(batch)[0])[0]
-    static_rows = tf.nest.flatten(batch)[0].shape[:1]
-
-    def with_static_rows(outputs):
-        for output in tf.nest.flatten(outputs):
-            output.set_shape(static_rows.concatenate(output.shape[1:]))
-        return outputs
-
     some_loaded = (
         tf.data.Dataset.from_tensor_slices((tf.range(rows), batch))
         .map(
@@ -104,33 +93,55 @@ def _loaded_batch(batch, load, replace):
         )
         .ignore_errors()
         .batch(tf.cast(rows, tf.int64))
-        .map(
-            lambda loaded_rows, outputs: with_static_rows(
-                _with_stand_ins(batch, loaded_rows, outputs, replace)
-            )
-        )
+        .map(lambda loaded_rows, outputs: _with_stand_ins(batch, loaded_rows, outputs, replace))
     )
-    none_loaded = tf.data.Dataset.from_tensors(batch).map(
-        lambda *examples: with_static_rows(replace(*examples))
-    )
+    none_loaded = tf.data.Dataset.from_tensors(batch).map(replace)
     return some_loaded.concatenate(none_loaded).take(1)
 
 
+def _loaded_batch(batch, load, replace):
+    """A one-element dataset: the batch loaded at once, or row by row if a row fails."""
+    rows = tf.shape(tf.nest.flatten(batch)[0])[0]
+    static_rows = tf.nest.flatten(batch)[0].shape[:1]
+
+    def complete(*outputs):
+        return tf.shape(tf.nest.flatten(outputs)[0])[0] == rows
+
+    def with_static_rows(*outputs):
+        for output in tf.nest.flatten(outputs):
+            output.set_shape(static_rows.concatenate(output.shape[1:]))
+        # A tuple arrives as several arguments, a tensor as one.
+        return outputs if len(outputs) > 1 else outputs[0]
+
+    # Fused with the batch, a failing row fails the whole batch, which
+    # `ignore_errors` drops; unfused, the rows after it would make a short
+    # batch, which `complete` drops.
+    at_once = (
+        tf.data.Dataset.from_tensor_slices(batch)
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(tf.cast(rows, tf.int64))
+        .ignore_errors()
+        .filter(complete)
+    )
+    return at_once.concatenate(_row_by_row(batch, load, replace)).take(1).map(with_static_rows)
+
+
 def load_batches(batches, load, replace):
-    """Maps every row of every batch with `load`, and failed rows with `replace`.
+    """Maps every row of every batch with `load`, and the rows where it fails with `replace`.
 
     Args:
         batches: a dataset of batches of examples: each element a tensor, or
             a tuple of tensors, with one row per example.
         load: maps one example (a tensor, or the tuple's tensors as
-            arguments) to its output; it may raise (e.g. a decode error).
-        replace: maps the batch of the examples whose `load` raised (same
-            arguments, with a leading row dimension) to a batch of stand-in
-            outputs: same structure and dtypes as `load`'s, batched.
+            arguments) to its outputs: a tensor or a tuple of tensors; it may
+            raise (e.g. a decode error).
+        replace: maps the examples whose `load` raised (same arguments, those
+            rows) to their stand-ins: `load`'s outputs, batched.
 
     Returns:
         A dataset of batched outputs, one per batch of `batches`, in order,
-        each with as many rows as its batch, in the order of its rows.
+        each with as many rows as its batch, in the order of its rows; a
+        batch without a failed row is exactly `batch(map(load))` of its rows.
     """
     loaded = batches.interleave(
         lambda *batch: _loaded_batch(batch, load, replace),

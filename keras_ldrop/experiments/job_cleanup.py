@@ -1,10 +1,11 @@
 """Releases what a fine-tuning job leaves in its process, so that jobs can follow each other in it.
 
 `InProcessLauncher` runs a sweep's jobs one after the other in one process.
-`keras.backend.clear_session()` resets Keras' own global state, but two
-process-wide TensorFlow registries keep growing, and Keras never empties them:
+`keras.backend.clear_session()` resets Keras' own global state, but
+TensorFlow keeps three kinds of process-wide references, which Keras never
+drops:
 
-- The gradient registry, under the TensorFlow backend. Keras' TensorFlow
+- Custom gradients, under the TensorFlow backend. Keras' TensorFlow
   optimizer sums the gradients over the replicas with
   `tf.distribute.get_replica_context().all_reduce` (with one device too: the
   default strategy has a replica context). Inside the traced training step
@@ -14,14 +15,17 @@ process-wide TensorFlow registries keep growing, and Keras never empties them:
   wraps, hence the whole traced step (about 7,500 operations for
   EfficientNet-Lite0) and the handles of the variables it captured: the
   model's weights, momentum buffers and weight average outlive the model
-  (about 75 MB a job at 32 px, and each later job slower).
-- The Python functions of `tf.py_function`, under the JAX and torch
-  backends. A `tf.py_function` in a `tf.data` pipeline is kept alive by
-  TensorFlow's global default graph (`_py_funcs_used_in_graph`), which
-  `clear_session()` replaces under the TensorFlow backend only.
+  (about 80 MB and 52,000 Python objects a job at 32 px).
+- The `tf.py_function`s of the `tf.data` pipelines, under the JAX and torch
+  backends: TensorFlow's global default graph keeps them
+  (`_py_funcs_used_in_graph`), and `clear_session()` replaces that graph
+  under the TensorFlow backend only.
+- The wrappers of a function given to `tf.py_function`, under every
+  backend: TensorFlow attaches the newest wrapper to the function
+  (`ag_dnc_wrapper__`), and each new wrapper copies the attributes of the
+  function, that one included: a chain that keeps every wrapper ever made.
 
-`released_after_job()` clears the Keras session, replaces TensorFlow's
-default graph and unregisters the custom gradients that the job registered.
+`released_after_job()` releases all three, and clears the Keras session.
 
 Example: a traced all-reduce registers a custom gradient, released with
 the job.
@@ -46,8 +50,11 @@ import contextlib
 import keras
 import tensorflow as tf
 from tensorflow.python.framework import ops as tensorflow_ops
+from tensorflow.python.ops import script_ops
 
 CUSTOM_GRADIENT_PREFIX = "CustomGradient-"
+# The attribute by which TensorFlow ties a py_function's wrapper to its function.
+_PY_FUNCTION_WRAPPER_ATTRIBUTE = "ag_dnc_wrapper__"
 
 
 def custom_gradient_names():
@@ -69,18 +76,30 @@ def _unregister_custom_gradients(names):
         registered.pop(name, None)
 
 
+def _detach_py_function_wrappers():
+    """Unties every live `tf.py_function` wrapper from the function it wraps."""
+    for registered in list(script_ops._py_funcs._funcs.values()):
+        wrapper = getattr(registered, "_func", registered)
+        function = getattr(wrapper, "__wrapped__", None)
+        if hasattr(function, "__dict__"):
+            vars(function).pop(_PY_FUNCTION_WRAPPER_ATTRIBUTE, None)
+
+
 @contextlib.contextmanager
 def released_after_job():
     """Runs a job, then releases the state it left in the process.
 
-    Afterwards, even if the job raised: a fresh Keras session, a fresh
-    TensorFlow default graph, and none of the custom gradients that the job
-    registered. The job's graphs must not be used any more.
+    Afterwards, even if the job raised: none of the custom gradients the job
+    registered, no py_function wrapper tied to its function, a fresh
+    TensorFlow default graph and a fresh Keras session. As after
+    `keras.backend.clear_session()` under TensorFlow, the graphs and
+    `tf.data` pipelines made before must not be used any more.
     """
     registered_before = custom_gradient_names()
     try:
         yield
     finally:
         _unregister_custom_gradients(custom_gradient_names() - registered_before)
+        _detach_py_function_wrappers()
         tf.compat.v1.reset_default_graph()
         keras.backend.clear_session()
