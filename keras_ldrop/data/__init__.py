@@ -27,6 +27,7 @@ from keras_ldrop.data.reader import (
     load_domains,
 )
 from keras_ldrop.data.registry import DATASETS, DatasetSpec, get_dataset
+from keras_ldrop.data.safe_decode import UndecodableImageWarning
 from keras_ldrop.data.splits import seed_hash, split_in_out
 from keras_ldrop.data.user_data import (
     DatasetLayoutError,
@@ -43,6 +44,7 @@ __all__ = [
     "DownloadError",
     "SkippedFilesWarning",
     "Source",
+    "UndecodableImageWarning",
     "download_dataset",
     "evaluation_dataset",
     "get_dataset",
