@@ -26,4 +26,4 @@ demo: $(STAMP)
 	$(PY) apps/finetune.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
