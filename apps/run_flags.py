@@ -26,6 +26,7 @@ CHECKPOINT_FREQ = flags.DEFINE_integer("checkpoint_freq", None, "Updates between
 HOLDOUT_FRACTION = flags.DEFINE_float("holdout_fraction", _DEFAULTS.holdout_fraction, "Share of each domain held out as its out split.")
 PRECISION = flags.DEFINE_enum("precision", _DEFAULTS.precision, PRECISIONS, "Compute precision.")
 FREEZE_BN = flags.DEFINE_boolean("freeze_bn", _DEFAULTS.freeze_batchnorm, "Keep BatchNorm statistics frozen (the paper's setting).")
+AUGMENT_EVALUATION = flags.DEFINE_boolean("augment_evaluation", _DEFAULTS.augment_evaluation, "Evaluate the training domains' in/out splits with the training augmentation (one draw per image, fixed for the run), as DomainBed and the paper do; --noaugment_evaluation evaluates them clean. The test domains are always clean.")
 AVERAGE_START = flags.DEFINE_integer("average_start", None, "First update of the weight average and trajectory ensemble. Default: 300 or the first checkpoint.")
 DISTRIBUTION = flags.DEFINE_enum("distribution", _DEFAULTS.distribution, DISTRIBUTIONS, "data_parallel: split each batch across every device (JAX: keras.distribution.DataParallel, across processes too; TensorFlow: MirroredStrategy over the local GPUs; not available on torch). Not part of the run's settings: a run may resume with another.")
 OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "finetune: the run's folder, default runs/<dataset>-<hash of the settings> (the same command resumes it). sweep: the grid's folder, one subfolder per run, default runs/sweep-<dataset>.")
@@ -48,5 +49,6 @@ def shared_settings():
         precision=PRECISION.value,
         freeze_batchnorm=FREEZE_BN.value,
         average_start=AVERAGE_START.value,
+        augment_evaluation=AUGMENT_EVALUATION.value,
         distribution=DISTRIBUTION.value,
     )

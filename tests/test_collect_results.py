@@ -103,7 +103,7 @@ def test_each_selection_picks_its_own_checkpoint():
 
 
 def score(method, test_env, trial, ood, rate=0.0):
-    setting = collect.Setting("vlcs_mini", "tiny", 32, 3)
+    setting = collect.Setting("vlcs_mini", "tiny", 32, 3, augment_evaluation=True)
     return collect.Score(setting, method, rate, (test_env,), trial, iid=0.9, ood=ood)
 
 
@@ -414,7 +414,7 @@ def test_soup_averages_weights_and_ensemble_sums_logits(tmp_path, tiny_vlcs_tree
 def test_a_users_dataset_names_its_domains_and_runs_on_every_domain_are_left_out(
     user_tree
 ):
-    setting = collect.Setting(str(user_tree), "tiny", 32, 3)
+    setting = collect.Setting(str(user_tree), "tiny", 32, 3, augment_evaluation=True)
     summary = collect.Summary(setting, ((2,), (0, 1), collect.AVERAGE_COLUMN), ())
     assert [summary.column_label(c) for c in summary.columns] == [
         "site_c", "site_a+site_b", "Avg"
@@ -449,7 +449,9 @@ def test_a_domainbed_run_beside_ours_is_read_into_its_own_table(tmp_path):
     with pytest.warns(UserWarning, match="Soups and final-model ensembles left out of 1 cell"):
         summaries = collect.summarize(collect.collect_scores(runs, "training_domain", cache))
     domainbed, ours = summaries
-    assert domainbed.setting == collect.Setting("pacs", "DomainBed torchvision resnet50", 224, 300)
+    assert domainbed.setting == collect.Setting(
+        "pacs", "DomainBed torchvision resnet50", 224, 300, augment_evaluation=True
+    )
     assert [(row.method, row.rate) for row in domainbed.rows] == [("fine-tuning", 0.5)]
     assert domainbed.column_label((2,)) == "photo"
     assert domainbed.rows[0].ood[(2,)].mean == pytest.approx(0.7)

@@ -222,7 +222,9 @@ def test_domainbed_run_folders_are_read_and_the_others_named(tmp_path):
     assert len(messages) == 4
 
     erm = next(run for run in runs if run.folder.endswith("erm_lr1"))
-    assert erm.setting == collect.Setting("vlcs", "DomainBed torchvision resnet50", 224, 600)
+    assert erm.setting == collect.Setting(
+        "vlcs", "DomainBed torchvision resnet50", 224, 600, augment_evaluation=True
+    )
     assert [r["step"] for r in erm.records] == [1, 301, 600]
     assert (erm.rate, erm.test_envs, erm.trial_seed) == (0.0, (1,), 0)
 
@@ -281,7 +283,7 @@ def test_the_authors_runs_bring_their_ensembles_and_weight_averages(tmp_path):
 
     run = next(run for run in runs if run.folder.endswith("s0_lr0.001"))
     assert run.setting == collect.Setting("vlcs", "verylarge_dropout torchvision resnet50 v2",
-                                          224, 601)
+                                          224, 601, augment_evaluation=True)
     assert (run.rate, run.trial_seed) == (0.9, (0, 0))
     first, middle, last = run.records
     assert [first["step"], middle["step"], last["step"]] == [1, 301, 601]

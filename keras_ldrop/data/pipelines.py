@@ -308,12 +308,16 @@ def training_dataset(
     return _with_options(dataset, num_threads)
 
 
-def evaluation_dataset(examples, image_size=224, batch_size=64, num_threads=None):
+def evaluation_dataset(
+    examples, image_size=224, batch_size=64, num_threads=None, augment_seed=None
+):
     """One pass over a domain's examples with the evaluation transform.
 
     The transform is DomainBed's: resize to `image_size` x `image_size`
     (bilinear, antialiased, aspect ratio not kept), no augmentation and no
-    normalisation.
+    normalisation. With `augment_seed`, image files get the training
+    augmentation instead, as DomainBed evaluates its training domains: one
+    draw per example, fixed by the seed and the example's position.
 
     Args:
         examples: a `DomainExamples` (e.g. one domain's in or out split).
@@ -321,6 +325,9 @@ def evaluation_dataset(examples, image_size=224, batch_size=64, num_threads=None
         batch_size: examples per batch (the last batch may be smaller).
         num_threads: threads of the pipeline's private pool (default: all
             cores).
+        augment_seed: `None` for the evaluation transform, or an int seed for
+            the training augmentation (in-memory images, which training does
+            not augment, stay resized only).
 
     Returns:
         A finite `tf.data.Dataset` of `(images, labels)` in the order of
@@ -328,7 +335,9 @@ def evaluation_dataset(examples, image_size=224, batch_size=64, num_threads=None
         with values in [0, 255], labels int32. A file that fails to decode
         gives a gray image (see the module docstring).
     """
-    if examples.paths is not None:
+    if augment_seed is not None and examples.paths is not None and len(examples):
+        dataset = _augmented_pass(examples, image_size, batch_size, augment_seed)
+    elif examples.paths is not None:
         dataset = load_batches(
             tf.data.Dataset.from_tensor_slices(
                 (list(examples.paths), examples.labels)
@@ -344,3 +353,15 @@ def evaluation_dataset(examples, image_size=224, batch_size=64, num_threads=None
             deterministic=True,
         ).batch(batch_size)
     return _with_options(dataset.prefetch(tf.data.AUTOTUNE), num_threads)
+
+
+def _augmented_pass(examples, image_size, batch_size, seed):
+    """`examples` in order and in batches, each with its training augmentation."""
+    table = _ExampleTable([examples])
+    keys = tf.random.stateless_uniform(
+        [len(examples), 2], tf.constant([seed, 1], tf.int64), None, None, tf.int64, alg="philox"
+    )
+    plans = tf.data.Dataset.from_tensor_slices(
+        (tf.range(len(examples), dtype=tf.int64), keys)
+    ).batch(batch_size)
+    return table.load_steps(plans, batch_size, image_size, augment=True)

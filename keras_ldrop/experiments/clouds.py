@@ -23,7 +23,7 @@ Example:
 
 >>> from keras_ldrop.experiments.collect import RunScore, Setting
 >>> from keras_ldrop.experiments.clouds import clouds
->>> setting = Setting("vlcs", "resnet", 224, 10000)
+>>> setting = Setting("vlcs", "resnet", 224, 10000, augment_evaluation=True)
 >>> scores = [
 ...     RunScore(setting, "fine-tuning", 0.9, (env,), 0, (("lr", lr),), "", iid, ood)
 ...     for env, lr, iid, ood in [(0, 1e-3, .8, .6), (0, 5e-4, .9, .7),

@@ -89,12 +89,14 @@ class Setting:
     backbone: str
     image_size: int
     steps: int
+    augment_evaluation: bool
 
     @property
     def label(self):
+        evaluated = "with augmentation" if self.augment_evaluation else "clean"
         return (
             f"{self.dataset}, backbone {self.backbone}, {self.image_size} px, "
-            f"{self.steps} steps"
+            f"{self.steps} steps, training domains evaluated {evaluated}"
         )
 
 
@@ -122,6 +124,8 @@ class Run:
             str(hparams.get("backbone")),
             hparams.get("image_size") or 0,
             args.get("steps") or self._last["step"],
+            # Our runs from before the setting existed were evaluated clean.
+            bool(hparams.get("augment_evaluation", False)),
         )
 
     @property

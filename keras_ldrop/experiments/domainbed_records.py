@@ -30,7 +30,9 @@ as keras_ldrop's records (what `keras_ldrop.experiments.collect` reads):
 - The authors' fork of DomainBed (`domainbed/scripts/trainv2.py` of
   TjuJianyu/verylarge_dropout; its `args` have `outsplit_noaug`): as
   DomainBed's, the rate from `hparams.resnet_dropout` (its head's dropout),
-  `hparams.lastlrfac` as `head_lr_multiplier`.
+  `hparams.lastlrfac` as `head_lr_multiplier`, and `hparams.augment_evaluation`
+  false where `outsplit_noaug` evaluated the training domains' out splits clean
+  (DomainBed's, and the fork's default, evaluate them with augmentation).
   Its `ensemble<K>_results.jsonl` (summed logits of the checkpoints from step
   K = `hparams.ma_start_iter` on) become the `ensemble_` accuracies (our
   trajectory ensemble) and its `swa<K>_results.jsonl` (weights averaged at
@@ -261,6 +263,7 @@ def _from_domainbed(records):
         "backbone": _domainbed_backbone(dataset, hparams, is_authors),
         "image_size": 28 if dataset in SMALL_IMAGE_DATASETS else 224,
         "head_lr_multiplier": hparams.get("lastlrfac", 1.0),
+        "augment_evaluation": _augments_evaluation(dataset, hparams, args),
     }
     our_args = {**args, "dataset": from_domainbed_name(dataset) or dataset}
     by_step = {record["step"]: record for record in records}  # a resume may repeat a step
@@ -278,6 +281,17 @@ def _domainbed_rate(dataset, hparams, is_authors):
     if key not in hparams:
         raise UnreadableRunError(f"DomainBed records without hparams.{key}")
     return float(hparams[key])
+
+
+def _augments_evaluation(dataset, hparams, args):
+    """DomainBed evaluates its training domains with their training
+    augmentation (none on the MNIST sets); the fork's `outsplit_noaug`
+    evaluates their out splits clean."""
+    return (
+        dataset not in SMALL_IMAGE_DATASETS
+        and bool(hparams.get("data_augmentation", True))
+        and not args.get(AUTHORS_ARG, False)
+    )
 
 
 def _domainbed_backbone(dataset, hparams, is_authors):

@@ -14,9 +14,11 @@ The soup is the uniform mean of every floating-point variable (integer
 variables, such as the dropout's seed state, unused at inference, are kept
 from one member); the ensemble sums
 the members' logits. Both are evaluated on every domain's in and out splits
-and returned as DomainBed-shaped records (`env{i}_in_acc`, ...). The result is
-cached in `<cache_dir>/<key>.json`, the key a hash of the members' folder names
-and settings, so collecting again reads it instead of loading the models.
+(the training domains' with the members' augmentation draw where the runs
+were evaluated so: `hparams.augment_evaluation`) and returned as
+DomainBed-shaped records (`env{i}_in_acc`, ...). The result is cached in
+`<cache_dir>/<key>.json`, the key a hash of the members' folder names and
+settings, so collecting again reads it instead of loading the models.
 
 Example:
 
@@ -110,7 +112,11 @@ def _evaluation_splits(record):
         )
         splits[f"env{index}_in"] = split_in
         splits[f"env{index}_out"] = split_out
-    return splits, hparams["image_size"]
+    augment_seeds = {}
+    if hparams.get("augment_evaluation"):
+        train_envs = [i for i in range(len(domains)) if i not in args["test_envs"]]
+        augment_seeds = evaluation.augmented_split_seeds(train_envs, args["seed"])
+    return splits, hparams["image_size"], augment_seeds
 
 
 def _float_variables(model):
@@ -118,7 +124,7 @@ def _float_variables(model):
 
 
 def _evaluate(model_paths, record, batch_size):
-    splits, image_size = _evaluation_splits(record)
+    splits, image_size, augment_seeds = _evaluation_splits(record)
     weight_sums = None
     logit_sums = {}
     for model_path in model_paths:
@@ -135,13 +141,17 @@ def _evaluate(model_paths, record, batch_size):
             )
         else:
             weight_sums = [total + value for total, value in zip(weight_sums, values)]
-        logits = evaluation.predict_logits(model, splits, image_size, batch_size)
+        logits = evaluation.predict_logits(
+            model, splits, image_size, batch_size, augment_seeds
+        )
         for name, value in logits.items():
             logit_sums[name] = logit_sums.get(name, 0.0) + value
     # `model` is the last member: its float variables become the soup's.
     for variable, total in zip(variables, weight_sums):
         variable.assign(np.array(total / len(model_paths), dtype=variable.dtype))
-    soup_logits = evaluation.predict_logits(model, splits, image_size, batch_size)
+    soup_logits = evaluation.predict_logits(
+        model, splits, image_size, batch_size, augment_seeds
+    )
     return {
         UNIFORM_SOUP: evaluation.accuracies(soup_logits, splits),
         FINAL_ENSEMBLE: evaluation.accuracies(logit_sums, splits),

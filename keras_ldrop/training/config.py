@@ -68,6 +68,12 @@ class FinetuneConfig:
         average_start: first update of the weight average and the
             trajectory ensemble; default the paper's 300, or the first
             checkpoint when checkpoints come more often.
+        augment_evaluation: evaluate the training domains' in and out splits
+            with the training augmentation (one draw per image, fixed for the
+            run), as DomainBed and the paper do; the test domains are always
+            evaluated clean. `False`: every split clean. A `config.json`
+            written before this setting existed reads as `False`: its run
+            was evaluated clean.
         distribution: `none` (one device) or `data_parallel` (each batch
             split across every device; see `keras_ldrop.training.distribution`).
             Not part of the run's identity: a run may resume with another.
@@ -95,6 +101,7 @@ class FinetuneConfig:
     precision: str = "float32"
     freeze_batchnorm: bool = True
     average_start: int | None = None
+    augment_evaluation: bool = True
     distribution: str = dataclasses.field(default="none", compare=False)
     dataset_contents: dict | None = dataclasses.field(default=None, hash=False)
 
@@ -222,6 +229,7 @@ class FinetuneConfig:
     def from_json(cls, text):
         values = json.loads(text)
         values["test_envs"] = tuple(values["test_envs"])
+        values.setdefault("augment_evaluation", False)
         return cls(**values)
 
 

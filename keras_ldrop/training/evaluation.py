@@ -1,10 +1,11 @@
 """Accuracies of a model, its weight average and the trajectory ensemble.
 
 Every domain has an `in` and an `out` split; each is evaluated with the
-evaluation transform and reported under DomainBed's keys `env{i}_in_acc` and
-`env{i}_out_acc`. The weight-averaged model's accuracies carry the prefix
-`average_`, the trajectory ensemble's (summed logits of the checkpoints so far)
-the prefix `ensemble_`.
+evaluation transform (or, the training domains', with the training
+augmentation as DomainBed does: `augment_seeds`) and reported under
+DomainBed's keys `env{i}_in_acc` and `env{i}_out_acc`. The weight-averaged
+model's accuracies carry the prefix `average_`, the trajectory ensemble's
+(summed logits of the checkpoints so far) the prefix `ensemble_`.
 
 Example:
 
@@ -18,7 +19,7 @@ import contextlib
 
 import numpy as np
 
-from keras_ldrop.data import evaluation_dataset
+from keras_ldrop.data import evaluation_dataset, seed_hash
 
 AVERAGE_PREFIX = "average_"
 ENSEMBLE_PREFIX = "ensemble_"
@@ -29,7 +30,7 @@ def split_names(num_domains):
     return [f"env{i}_{part}" for i in range(num_domains) for part in ("in", "out")]
 
 
-def predict_logits(model, splits, image_size, batch_size=64):
+def predict_logits(model, splits, image_size, batch_size=64, augment_seeds=None):
     """Returns `{split name: float32 logits}` for every split.
 
     Args:
@@ -37,15 +38,39 @@ def predict_logits(model, splits, image_size, batch_size=64):
         splits: `{name: DomainExamples}`.
         image_size: side of the evaluation images.
         batch_size: evaluation batch size.
+        augment_seeds: `{name: seed}` of the splits evaluated with the
+            training augmentation (`evaluation_dataset`'s `augment_seed`);
+            the others are evaluated clean.
     """
+    augment_seeds = augment_seeds or {}
     return {
         name: np.asarray(
             model.predict(
-                evaluation_dataset(examples, image_size, batch_size), verbose=0
+                evaluation_dataset(
+                    examples, image_size, batch_size, augment_seed=augment_seeds.get(name)
+                ),
+                verbose=0,
             ),
             dtype=np.float32,
         )
         for name, examples in splits.items()
+    }
+
+
+def augmented_split_seeds(train_envs, seed):
+    """`{split name: seed}` for the in and out splits of the training domains.
+
+    Each split's draw is fixed for the run (`seed`), the same at every
+    checkpoint, so that checkpoints are compared on the same images and the
+    trajectory ensemble sums logits of the same inputs.
+
+    >>> sorted(augmented_split_seeds([1, 2], seed=0))
+    ['env1_in', 'env1_out', 'env2_in', 'env2_out']
+    """
+    return {
+        f"env{env}_{part}": seed_hash(seed, env, part)
+        for env in train_envs
+        for part in ("in", "out")
     }
 
 

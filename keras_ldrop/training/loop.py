@@ -153,6 +153,11 @@ class _Run:
         self.train_envs = [
             i for i in range(len(domains)) if i not in config.test_envs
         ]
+        self.augment_seeds = (
+            evaluation.augmented_split_seeds(self.train_envs, config.seed)
+            if config.augment_evaluation
+            else {}
+        )
         self.model = self._build_model()
         self.optimizer = self.model.optimizer
         self.step = 0
@@ -302,13 +307,18 @@ class _Run:
     def _evaluate(self, loss):
         config = self.config
         predictor = self.distribution.predictor(self.model)
-        logits = evaluation.predict_logits(predictor, self.splits, config.image_size)
+        logits = evaluation.predict_logits(
+            predictor, self.splits, config.image_size, augment_seeds=self.augment_seeds
+        )
         record = {"step": self.step, "epoch": self._epoch(), "loss": float(loss)}
         record.update(evaluation.accuracies(logits, self.splits))
         if self.step >= config.average_start:
             with evaluation.averaged_weights(self._sgd):
                 average_logits = evaluation.predict_logits(
-                    predictor, self.splits, config.image_size
+                    predictor,
+                    self.splits,
+                    config.image_size,
+                    augment_seeds=self.augment_seeds,
                 )
             record.update(
                 evaluation.accuracies(
@@ -347,6 +357,8 @@ class _Run:
             "lr_drop_steps": list(config.lr_drop_steps()),
             "average_start": config.average_start,
             "precision": config.precision,
+            # What was done: in-memory datasets are never augmented.
+            "augment_evaluation": config.augment_evaluation and self.spec.augment,
         }
 
     def _args(self):

@@ -58,6 +58,7 @@ def run_records(rate, lr, test_env, trial, folder):
             "weight_decay": 1e-4, "momentum": 0.9, "head_lr_multiplier": 1.0,
             "batch_size": 32, "image_size": 224, "freeze_bn": True,
             "lr_drop_steps": [75], "average_start": 100, "precision": "float32",
+            "augment_evaluation": True,
         }
         record["args"] = {
             "dataset": "vlcs_mini", "algorithm": "ERM" if rate == 0 else "LargeDropout",
