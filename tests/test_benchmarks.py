@@ -91,18 +91,18 @@ def test_evaluation_selection_compares_both_evaluations_of_one_training(
         [sys.executable, os.path.join(ROOT, "benchmarks", "evaluation_selection.py"),
          "--dataset=vlcs", f"--data_dir={tiny_vlcs_tree}", f"--backbone={tiny_preset_folder}",
          "--rates=0.5", "--test_envs=1", "--image_size=32", "--batch_size=2", "--steps=2",
-         "--checkpoint_freq=1", f"--output_dir={tmp_path}"],
+         "--checkpoint_freq=2", f"--output_dir={tmp_path}"],
         capture_output=True, text=True, timeout=600,
     )
     assert finished.returncode == 0, finished.stderr[-2000:]
     (row,) = [json.loads(line) for line in finished.stdout.splitlines() if line.startswith("{")]
     assert (row["rate"], row["test_env"]) == (0.5, 1)
-    assert row["augmented_step"] in (1, 2) and row["clean_step"] in (1, 2)
+    assert row["augmented_step"] == row["clean_step"] == 2
     assert "rate 0.5: mean o.o.d. of the chosen checkpoints" in finished.stdout
     folder = tmp_path / "rate0.5-env1"
     records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
     clean = json.loads((folder / "clean_records.json").read_text())
-    assert [r["hparams"]["augment_evaluation"] for r in records] == [True, True]
+    assert [r["hparams"]["augment_evaluation"] for r in records] == [True]
     # The held-out domain is evaluated clean both ways: the same model at each checkpoint.
     for record, clean_record in zip(records, clean, strict=True):
         for part in ("in", "out"):

@@ -65,7 +65,7 @@ def test_a_run_augments_its_training_domains_only_and_trains_the_same(
 
     monkeypatch.setattr(evaluation, "evaluation_dataset", remembering)
     augmented = tiny_config(
-        tiny_vlcs_tree, tiny_preset_folder, steps=4, checkpoint_freq=2, average_start=2
+        tiny_vlcs_tree, tiny_preset_folder, steps=2, checkpoint_freq=2, average_start=2
     )
     train_and_evaluate(augmented, tmp_path / "augmented", log=lambda _: None)
     assert seeds_asked.pop("Caltech101") == {None}  # the test domain, in and out
