@@ -23,7 +23,7 @@ from absl import app, flags  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_ldrop.data import load_domains, split_in_out  # noqa: E402
+from keras_ldrop.data import load_domains  # noqa: E402
 from keras_ldrop.experiments.job_cleanup import released_after_job  # noqa: E402
 from keras_ldrop.training import FinetuneConfig, evaluation, train_and_evaluate  # noqa: E402
 
@@ -55,22 +55,13 @@ class CleanEvaluation(keras.callbacks.Callback):
         self.records.append(evaluation.accuracies(logits, self.splits))
 
 
-def run_splits(config):
-    """`{split name: examples}` of the run, as the training loop makes them."""
-    splits = {}
-    for index, domain in enumerate(load_domains(config.spec(), config.data_dir)):
-        split_in, split_out = split_in_out(
-            domain, config.holdout_fraction, config.trial_seed, index
-        )
-        splits[f"env{index}_in"], splits[f"env{index}_out"] = split_in, split_out
-    return splits
-
-
 def run_both_ways(config, folder):
     """Trains the run once; returns its records and its clean records, step by step."""
     clean_path = os.path.join(folder, CLEAN_RECORDS)
     if not os.path.exists(clean_path):
-        clean = CleanEvaluation(run_splits(config), config.image_size)
+        domains = load_domains(config.spec(), config.data_dir)
+        splits = evaluation.domain_splits(domains, config.holdout_fraction, config.trial_seed)
+        clean = CleanEvaluation(splits, config.image_size)
         with released_after_job():
             train_and_evaluate(config, folder, log=lambda _: None, callbacks=[clean])
         with open(clean_path, "w") as file:

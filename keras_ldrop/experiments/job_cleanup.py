@@ -15,7 +15,8 @@ drops:
   wraps, hence the whole traced step (about 7,500 operations for
   EfficientNet-Lite0) and the handles of the variables it captured: the
   model's weights, momentum buffers and weight average outlive the model
-  (about 80 MB and 52,000 Python objects a job at 32 px).
+  (about 68 MB and 51,700 Python objects a job at 32 px: BUILD_NOTES.md,
+  Faults, `benchmarks/sweep_memory.py`).
 - The `tf.py_function`s of the `tf.data` pipelines, under the JAX and torch
   backends: TensorFlow's global default graph keeps them
   (`_py_funcs_used_in_graph`), and `clear_session()` replaces that graph

@@ -39,7 +39,7 @@ import keras
 import numpy as np
 
 import keras_ldrop  # noqa: F401  (registers the classifier's layers for loading)
-from keras_ldrop.data import load_domains, split_in_out
+from keras_ldrop.data import load_domains
 from keras_ldrop.training import evaluation
 
 UNIFORM_SOUP = "uniform soup"
@@ -105,13 +105,7 @@ def combine_final_models(runs, cache_dir, batch_size=64):
 def _evaluation_splits(record):
     args, hparams = record["args"], record["hparams"]
     domains = load_domains(args["dataset"], args.get("data_dir"))
-    splits = {}
-    for index, domain in enumerate(domains):
-        split_in, split_out = split_in_out(
-            domain, args["holdout_fraction"], args["trial_seed"], index
-        )
-        splits[f"env{index}_in"] = split_in
-        splits[f"env{index}_out"] = split_out
+    splits = evaluation.domain_splits(domains, args["holdout_fraction"], args["trial_seed"])
     augment_seeds = {}
     if hparams.get("augment_evaluation"):
         train_envs = [i for i in range(len(domains)) if i not in args["test_envs"]]

@@ -19,7 +19,7 @@ import contextlib
 
 import numpy as np
 
-from keras_ldrop.data import evaluation_dataset, seed_hash
+from keras_ldrop.data import evaluation_dataset, seed_hash, split_in_out
 
 AVERAGE_PREFIX = "average_"
 ENSEMBLE_PREFIX = "ensemble_"
@@ -28,6 +28,21 @@ ENSEMBLE_PREFIX = "ensemble_"
 def split_names(num_domains):
     """`env0_in`, `env0_out`, `env1_in`, ... in DomainBed's order."""
     return [f"env{i}_{part}" for i in range(num_domains) for part in ("in", "out")]
+
+
+def domain_splits(domains, holdout_fraction, trial_seed):
+    """`{split name: examples}`: every domain's in and out split, in DomainBed's order.
+
+    Args:
+        domains: the dataset's domains, a list of `DomainExamples`.
+        holdout_fraction: share of each domain held out as its out split.
+        trial_seed: seeds the splits (`split_in_out`).
+    """
+    splits = {}
+    for index, domain in enumerate(domains):
+        split_in, split_out = split_in_out(domain, holdout_fraction, trial_seed, index)
+        splits[f"env{index}_in"], splits[f"env{index}_out"] = split_in, split_out
+    return splits
 
 
 def predict_logits(model, splits, image_size, batch_size=64, augment_seeds=None):

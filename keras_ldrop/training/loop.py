@@ -35,7 +35,7 @@ import time
 import keras
 
 import keras_ldrop
-from keras_ldrop.data import load_domains, seed_hash, split_in_out, training_dataset
+from keras_ldrop.data import load_domains, seed_hash, training_dataset
 from keras_ldrop.data.devices import share_accelerators_with_keras
 from keras_ldrop.models import build_classifier
 from keras_ldrop.optimizers import SGD, step_decay
@@ -143,13 +143,9 @@ class _Run:
         self.distribution = distribution
         self.spec = config.spec()
         domains = load_domains(self.spec, config.data_dir)
-        self.splits = {}
-        for index, domain in enumerate(domains):
-            split_in, split_out = split_in_out(
-                domain, config.holdout_fraction, config.trial_seed, index
-            )
-            self.splits[f"env{index}_in"] = split_in
-            self.splits[f"env{index}_out"] = split_out
+        self.splits = evaluation.domain_splits(
+            domains, config.holdout_fraction, config.trial_seed
+        )
         self.train_envs = [
             i for i in range(len(domains)) if i not in config.test_envs
         ]
