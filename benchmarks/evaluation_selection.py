@@ -47,11 +47,11 @@ class CleanEvaluation(keras.callbacks.Callback):
     def __init__(self, splits, image_size):
         super().__init__()
         self.splits = splits
-        self.image_size = image_size
+        self.split_logits = evaluation.SplitPredictor(splits, image_size)
         self.records = []
 
     def on_train_end(self, logs=None):
-        logits = evaluation.predict_logits(self.model, self.splits, self.image_size)
+        logits = self.split_logits(self.model)
         self.records.append(evaluation.accuracies(logits, self.splits))
 
 

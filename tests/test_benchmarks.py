@@ -109,6 +109,21 @@ def test_evaluation_selection_compares_both_evaluations_of_one_training(
             assert record[f"env1_{part}_acc"] == clean_record[f"env1_{part}_acc"]
 
 
+def test_evaluation_cost_times_both_ways_on_the_same_logits(tiny_vlcs_tree, tiny_preset_folder):
+    finished = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "evaluation_cost.py"),
+         "--dataset=vlcs", f"--data_dir={tiny_vlcs_tree}", f"--backbone={tiny_preset_folder}",
+         "--image_size=32", "--calls=2"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    lines = [json.loads(line) for line in finished.stdout.splitlines() if line.startswith("{")]
+    assert [line["way"] for line in lines] == ["split_by_split", "one_pass_built_once"]
+    assert all(line["splits"] == 8 and line["later_call_s"] > 0 for line in lines)
+    largest = float(finished.stdout.strip().splitlines()[-1].rsplit(" ", 1)[1])
+    assert largest < 1e-4
+
+
 def test_sweep_memory_prints_every_runs_memory_and_time(tiny_vlcs_tree, tiny_preset_folder):
     finished = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "sweep_memory.py"), "--runs=2",

@@ -102,7 +102,7 @@ def test_mixed_or_empty_domains_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="all hold file paths or all hold in-memory"):
         training_dataset([files, _constant_domain(1, 0)], 2, 8)
     empty = DomainExamples("empty", labels=[], paths=[])
-    with pytest.raises(ValueError, match="empty domains \\['empty'\\]"):
+    with pytest.raises(ValueError, match="Domains \\['empty'\\] hold no examples"):
         training_dataset([files, empty], 2, 8)
 
 

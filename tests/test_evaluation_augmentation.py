@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from keras_ldrop.data import DomainExamples, evaluation_dataset, load_domains
+from keras_ldrop.data import DomainExamples, evaluation_dataset, evaluation_pass, load_domains
 from keras_ldrop.experiments import collect, domainbed_records
 from keras_ldrop.experiments.sweep import finetune_flags
 from keras_ldrop.training import ConfigError, evaluation, train_and_evaluate
@@ -59,11 +59,13 @@ def test_a_run_augments_its_training_domains_only_and_trains_the_same(
 ):
     seeds_asked = {}
 
-    def remembering(examples, image_size, batch_size, augment_seed=None):
-        seeds_asked.setdefault(examples.name, set()).add(augment_seed)
-        return evaluation_dataset(examples, image_size, batch_size, augment_seed=augment_seed)
+    def remembering(example_sets, image_size, batch_size, augment_seeds=None):
+        for index, examples in enumerate(example_sets):
+            seed = None if augment_seeds is None else augment_seeds[index]
+            seeds_asked.setdefault(examples.name, set()).add(seed)
+        return evaluation_pass(example_sets, image_size, batch_size, augment_seeds=augment_seeds)
 
-    monkeypatch.setattr(evaluation, "evaluation_dataset", remembering)
+    monkeypatch.setattr(evaluation, "evaluation_pass", remembering)
     augmented = tiny_config(
         tiny_vlcs_tree, tiny_preset_folder, steps=2, checkpoint_freq=2, average_start=2
     )

@@ -20,7 +20,7 @@ manifest works the same way: `data.load_domains("/path/to/my_domains")`.
 
 from keras_ldrop.data.download import DownloadError, Source, download_dataset
 from keras_ldrop.data.examples import DomainExamples
-from keras_ldrop.data.pipelines import evaluation_dataset, training_dataset
+from keras_ldrop.data.pipelines import evaluation_dataset, evaluation_pass, training_dataset
 from keras_ldrop.data.reader import (
     DatasetNotFoundError,
     SkippedFilesWarning,
@@ -47,6 +47,7 @@ __all__ = [
     "UndecodableImageWarning",
     "download_dataset",
     "evaluation_dataset",
+    "evaluation_pass",
     "get_dataset",
     "load_domains",
     "resolve_dataset",

@@ -178,7 +178,7 @@ class _ExampleTable:
             )
         empty = [domain.name for domain in domains if len(domain) == 0]
         if empty:
-            raise ValueError(f"Cannot sample from empty domains {empty}.")
+            raise ValueError(f"Domains {empty} hold no examples.")
         self.in_memory = kinds == {True}
         self.sizes = [len(domain) for domain in domains]
         self.offsets = np.cumsum([0] + self.sizes[:-1]).tolist()
@@ -193,27 +193,28 @@ class _ExampleTable:
 
     def load(self, index, key, image_size, augment):
         """Returns the float32 image and int32 label of example `index`."""
-        crop_key = sub_key(key, 0)
         if self.in_memory:
             image = tf.gather(self.images, index)
             if augment:
-                box = random_resized_crop_box(image.shape[0], image.shape[1], crop_key)
+                box = random_resized_crop_box(image.shape[0], image.shape[1], sub_key(key, 0))
                 image = _crop(image, box)
             image = _resize(image, image_size)
         else:
             contents = tf.io.read_file(tf.gather(self.paths, index))
             if augment:
-                image = _decode_random_crop(contents, crop_key, image_size)
+                image = _decode_random_crop(contents, sub_key(key, 0), image_size)
             else:
                 image = decode_resized(contents, image_size)
         if augment:
             image = _augment_colors_compiled(image, sample_color_parameters(sub_key(key, 1)))
         return image, tf.gather(self.labels, index)
 
-    def load_steps(self, plans, rows_per_step, image_size, augment):
+    def load_steps(self, plans, rows_per_step, image_size, augment, drop_remainder=True):
         """Maps each step's `(indices, keys)` to its batch `(images, labels)`, in order.
 
         A file that fails to decode becomes a gray image (see `safe_decode`).
+        In memory, a last batch short of `rows_per_step` rows is dropped
+        when `drop_remainder`.
         """
 
         def load(index, key):
@@ -223,7 +224,7 @@ class _ExampleTable:
             return (
                 plans.unbatch()
                 .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                .batch(rows_per_step, drop_remainder=True)
+                .batch(rows_per_step, drop_remainder=drop_remainder)
             )
 
         def replace(indices, keys):
@@ -335,33 +336,49 @@ def evaluation_dataset(
         with values in [0, 255], labels int32. A file that fails to decode
         gives a gray image (see the module docstring).
     """
-    if augment_seed is not None and examples.paths is not None and len(examples):
-        dataset = _augmented_pass(examples, image_size, batch_size, augment_seed)
-    elif examples.paths is not None:
-        dataset = load_batches(
-            tf.data.Dataset.from_tensor_slices(
-                (list(examples.paths), examples.labels)
-            ).batch(batch_size),
-            lambda path, label: (decode_resized(tf.io.read_file(path), image_size), label),
-            lambda paths, labels: (gray_images(paths, image_size), labels),
-        )
-    else:
-        dataset = tf.data.Dataset.from_tensor_slices((examples.images, examples.labels))
-        dataset = dataset.map(
-            lambda image, label: (_resize(image, image_size), label),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        ).batch(batch_size)
-    return _with_options(dataset.prefetch(tf.data.AUTOTUNE), num_threads)
-
-
-def _augmented_pass(examples, image_size, batch_size, seed):
-    """`examples` in order and in batches, each with its training augmentation."""
-    table = _ExampleTable([examples])
-    keys = tf.random.stateless_uniform(
-        [len(examples), 2], tf.constant([seed, 1], tf.int64), None, None, tf.int64, alg="philox"
+    return evaluation_pass(
+        [examples], image_size, batch_size, num_threads,
+        augment_seeds=None if augment_seed is None else [augment_seed],
     )
+
+
+def evaluation_pass(
+    example_sets, image_size=224, batch_size=64, num_threads=None, augment_seeds=None
+):
+    """`evaluation_dataset` of several sets at once: one pipeline, one pass.
+
+    The sets' examples come one set after the other, in order, and a batch
+    may hold the end of one set and the start of the next. Each example is
+    what `evaluation_dataset` of its set gives, so one pass over many small
+    sets costs one pipeline, not one per set.
+
+    Args:
+        example_sets: `DomainExamples`, none empty, all of files or all in
+            memory.
+        image_size: the side of the square output images.
+        batch_size: examples per batch (the last batch may be smaller).
+        num_threads: threads of the pipeline's private pool (default: all
+            cores).
+        augment_seeds: `None`, or one int seed per set: the training
+            augmentation, as `evaluation_dataset`'s `augment_seed`.
+    """
+    table = _ExampleTable(example_sets)
+    if augment_seeds is None:
+        keys = tf.zeros([sum(table.sizes), 2], tf.int64)
+    else:
+        keys = tf.concat(
+            [
+                tf.random.stateless_uniform(
+                    [size, 2], tf.constant([seed, 1], tf.int64), None, None, tf.int64,
+                    alg="philox",
+                )
+                for size, seed in zip(table.sizes, augment_seeds, strict=True)
+            ],
+            axis=0,
+        )
     plans = tf.data.Dataset.from_tensor_slices(
-        (tf.range(len(examples), dtype=tf.int64), keys)
+        (tf.range(sum(table.sizes), dtype=tf.int64), keys)
     ).batch(batch_size)
-    return table.load_steps(plans, batch_size, image_size, augment=True)
+    augment = augment_seeds is not None and not table.in_memory
+    dataset = table.load_steps(plans, batch_size, image_size, augment, drop_remainder=False)
+    return _with_options(dataset.prefetch(tf.data.AUTOTUNE), num_threads)

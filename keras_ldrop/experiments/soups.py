@@ -119,6 +119,7 @@ def _float_variables(model):
 
 def _evaluate(model_paths, record, batch_size):
     splits, image_size, augment_seeds = _evaluation_splits(record)
+    split_logits = evaluation.SplitPredictor(splits, image_size, batch_size, augment_seeds)
     weight_sums = None
     logit_sums = {}
     for model_path in model_paths:
@@ -135,17 +136,13 @@ def _evaluate(model_paths, record, batch_size):
             )
         else:
             weight_sums = [total + value for total, value in zip(weight_sums, values)]
-        logits = evaluation.predict_logits(
-            model, splits, image_size, batch_size, augment_seeds
-        )
+        logits = split_logits(model)
         for name, value in logits.items():
             logit_sums[name] = logit_sums.get(name, 0.0) + value
     # `model` is the last member: its float variables become the soup's.
     for variable, total in zip(variables, weight_sums):
         variable.assign(np.array(total / len(model_paths), dtype=variable.dtype))
-    soup_logits = evaluation.predict_logits(
-        model, splits, image_size, batch_size, augment_seeds
-    )
+    soup_logits = split_logits(model)
     return {
         UNIFORM_SOUP: evaluation.accuracies(soup_logits, splits),
         FINAL_ENSEMBLE: evaluation.accuracies(logit_sums, splits),

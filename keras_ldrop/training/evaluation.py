@@ -16,13 +16,17 @@ Example:
 """
 
 import contextlib
+import functools
 
 import numpy as np
 
-from keras_ldrop.data import evaluation_dataset, seed_hash, split_in_out
+from keras_ldrop.data import evaluation_pass, seed_hash, split_in_out
 
 AVERAGE_PREFIX = "average_"
 ENSEMBLE_PREFIX = "ensemble_"
+# Decoded evaluation images kept in memory between checkpoints up to this size:
+# the minis (a few hundred images at 224 px) fit, the DomainBed datasets do not.
+EVALUATION_CACHE_BYTES = 1 << 30
 
 
 def split_names(num_domains):
@@ -45,31 +49,69 @@ def domain_splits(domains, holdout_fraction, trial_seed):
     return splits
 
 
-def predict_logits(model, splits, image_size, batch_size=64, augment_seeds=None):
-    """Returns `{split name: float32 logits}` for every split.
+class SplitPredictor:
+    """Every split's logits from one `predict` over one dataset, built once.
+
+    The dataset is one `evaluation_pass` over the splits evaluated clean,
+    then one over those evaluated with the training augmentation
+    (`augment_seeds`: the same draw at every call). It is built when the
+    predictor is made and read again at every call, so a run pays for its
+    evaluation pipelines once, not at each checkpoint, and each call is one
+    `predict`. The images are the same at every call, so when they fit in
+    `cache_bytes` (float32) the first call keeps them in memory and the
+    later ones only predict.
 
     Args:
-        model: the classifier.
-        splits: `{name: DomainExamples}`.
+        splits: `{name: DomainExamples}`; an empty split gets logits with no
+            rows.
         image_size: side of the evaluation images.
         batch_size: evaluation batch size.
         augment_seeds: `{name: seed}` of the splits evaluated with the
             training augmentation (`evaluation_dataset`'s `augment_seed`);
             the others are evaluated clean.
+        cache_bytes: the most memory the decoded images may take to be kept
+            between calls (0: decode them at every call).
     """
-    augment_seeds = augment_seeds or {}
-    return {
-        name: np.asarray(
-            model.predict(
-                evaluation_dataset(
-                    examples, image_size, batch_size, augment_seed=augment_seeds.get(name)
-                ),
-                verbose=0,
-            ),
-            dtype=np.float32,
-        )
-        for name, examples in splits.items()
-    }
+
+    def __init__(
+        self, splits, image_size, batch_size=64, augment_seeds=None,
+        cache_bytes=EVALUATION_CACHE_BYTES,
+    ):
+        augment_seeds = augment_seeds or {}
+        self.names = list(splits)
+        self.sizes = {name: len(splits[name]) for name in self.names}
+        clean = [name for name in self.names if self.sizes[name] and name not in augment_seeds]
+        augmented = [name for name in self.names if self.sizes[name] and name in augment_seeds]
+        passes = []
+        if clean:
+            passes.append(
+                evaluation_pass([splits[name] for name in clean], image_size, batch_size)
+            )
+        if augmented:
+            passes.append(
+                evaluation_pass(
+                    [splits[name] for name in augmented], image_size, batch_size,
+                    augment_seeds=[augment_seeds[name] for name in augmented],
+                )
+            )
+        if not passes:
+            raise ValueError(f"Every split is empty: {self.names}.")
+        self.order = clean + augmented
+        self.dataset = functools.reduce(lambda first, then: first.concatenate(then), passes)
+        total = sum(self.sizes.values())
+        self.cached = total * image_size * image_size * 3 * 4 <= cache_bytes
+        if self.cached:
+            self.dataset = self.dataset.cache()
+
+    def __call__(self, model):
+        """`{split name: float32 logits}` of `model` (or of a distribution's predictor)."""
+        logits = np.asarray(model.predict(self.dataset, verbose=0), dtype=np.float32)
+        total = sum(self.sizes.values())
+        if len(logits) != total:
+            raise RuntimeError(f"predict returned {len(logits)} rows for {total} examples.")
+        ends = np.cumsum([self.sizes[name] for name in self.order])
+        by_name = dict(zip(self.order, np.split(logits, ends[:-1])))
+        return {name: by_name.get(name, logits[:0]) for name in self.names}
 
 
 def augmented_split_seeds(train_envs, seed):

@@ -154,6 +154,9 @@ class _Run:
             if config.augment_evaluation
             else {}
         )
+        self.split_logits = evaluation.SplitPredictor(
+            self.splits, config.image_size, augment_seeds=self.augment_seeds
+        )
         self.model = self._build_model()
         self.optimizer = self.model.optimizer
         self.step = 0
@@ -303,19 +306,12 @@ class _Run:
     def _evaluate(self, loss):
         config = self.config
         predictor = self.distribution.predictor(self.model)
-        logits = evaluation.predict_logits(
-            predictor, self.splits, config.image_size, augment_seeds=self.augment_seeds
-        )
+        logits = self.split_logits(predictor)
         record = {"step": self.step, "epoch": self._epoch(), "loss": float(loss)}
         record.update(evaluation.accuracies(logits, self.splits))
         if self.step >= config.average_start:
             with evaluation.averaged_weights(self._sgd):
-                average_logits = evaluation.predict_logits(
-                    predictor,
-                    self.splits,
-                    config.image_size,
-                    augment_seeds=self.augment_seeds,
-                )
+                average_logits = self.split_logits(predictor)
             record.update(
                 evaluation.accuracies(
                     average_logits, self.splits, evaluation.AVERAGE_PREFIX
