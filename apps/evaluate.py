@@ -15,7 +15,9 @@ comparison table and writes comparison.md and comparison.png.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from quiet_start import start_tensorflow
+
+start_tensorflow()
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402

@@ -10,10 +10,11 @@ their number) and writes them to --output (.csv or .json, by its extension).
 Files that are not readable images are listed on stderr and skipped.
 """
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from quiet_start import start_tensorflow
+
+start_tensorflow()
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402

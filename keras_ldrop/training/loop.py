@@ -30,6 +30,7 @@ print(summary["best"]["test_acc"])
 """
 
 import json
+import sys
 import time
 
 import keras
@@ -49,6 +50,7 @@ from keras_ldrop.training.preemption import (
     StopAtNextStep,
     loss_mean_state,
 )
+from keras_ldrop.training.progress import TrainingProgress
 from keras_ldrop.training.records import RunFiles, progress_line, writes_to
 
 
@@ -69,7 +71,9 @@ def train_and_evaluate(config, output_dir, log=_print_now, callbacks=()):
             the data and the model have been checked (a run that fails to
             start writes nothing). A folder holding a run with other settings
             is refused; a finished one is not rerun.
-        log: where progress lines go (default: stdout, flushed).
+        log: where progress lines go (default: stdout, flushed; between
+            checkpoints a line every 30 s, or one line redrawn on stderr
+            when it is a terminal: `keras_ldrop.training.progress`).
         callbacks: Keras callbacks added to every `model.fit` of the run.
 
     Returns:
@@ -107,7 +111,9 @@ def train_and_evaluate(config, output_dir, log=_print_now, callbacks=()):
         log(distribution.describe())
     with distribution.scope():
         with PreemptionWatch() as watch:
-            run = _Run(config, files, log, distribution)
+            run = _Run(config, files, log, distribution, live_progress=(
+                log is _print_now and sys.stderr.isatty()
+            ))
             run.train(watch, callbacks)
         return run.finish()
 
@@ -136,7 +142,7 @@ class _Run:
     then restores the folder's checkpoint if there is one.
     """
 
-    def __init__(self, config, files, log, distribution):
+    def __init__(self, config, files, log, distribution, live_progress=False):
         self.config = config
         self.files = files
         self.log = log
@@ -166,6 +172,10 @@ class _Run:
         self.ensemble_members = 0
         self.interval_loss = None
         self.saved_step = 0
+        self.progress = TrainingProgress(
+            log, config.steps, config.checkpoint_freq,
+            config.batch_size * len(self.train_envs), live=live_progress,
+        )
         with writes_to(files.root, self.saved_step):
             files.claim(config)
         if files.has_checkpoint():
@@ -266,6 +276,7 @@ class _Run:
                 seed=config.seed,
                 start_step=self.step,
             )
+            self.progress.at_step(self.step)
             started = time.perf_counter()
             history = self.model.fit(
                 stream,
@@ -273,7 +284,9 @@ class _Run:
                 steps_per_epoch=interval,
                 shuffle=False,
                 verbose=0,
-                callbacks=[*callbacks, CarryIntervalLoss(self.interval_loss), stopper],
+                callbacks=[
+                    *callbacks, CarryIntervalLoss(self.interval_loss), stopper, self.progress
+                ],
             )
             seconds = time.perf_counter() - started
             self.step += stopper.steps_done
@@ -286,7 +299,9 @@ class _Run:
                 self.interval_loss = loss_mean_state(self.model)
                 continue
             self.interval_loss = None
+            evaluation_started = time.perf_counter()
             record = self._evaluate(history.history["loss"][-1])
+            self.progress.evaluated(time.perf_counter() - evaluation_started)
             record["images_per_second"] = interval * images_per_step / seconds
             self._checkpoint(record)
             self.log(progress_line(record, config))
