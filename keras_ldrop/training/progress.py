@@ -105,7 +105,7 @@ class TrainingProgress(keras.callbacks.Callback):
 
     def line(self):
         """`training: step S/T | R img/s | about D left` (D: steps and evaluations to come)."""
-        steps_per_second = self.train_steps / self.train_seconds
+        steps_per_second = self.train_steps / max(self.train_seconds, 1e-9)
         left = (self.total_steps - self.step) / steps_per_second
         if self.evaluation_seconds is not None:
             left += self._evaluations_left() * self.evaluation_seconds
