@@ -141,3 +141,22 @@ def test_sweep_memory_prints_every_runs_memory_and_time(tiny_vlcs_tree, tiny_pre
     for run in result["runs"]:
         assert run["rss_mb"] > 0 and run["seconds"] > 0 and run["python_objects"] > 0
         assert 0 <= run["gc_seconds"] <= run["seconds"] and run["full_collection_ms"] >= 0
+
+
+def test_depthwise_conv_times_both_ways_on_jax_and_refuses_other_backends():
+    finished = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "depthwise_conv.py"),
+         "--batch=2", "--repeats=1"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
+    )
+    if keras.backend.backend() != "jax":
+        assert finished.returncode == 1
+        last = finished.stderr.strip().splitlines()[-1]
+        assert last.startswith("depthwise_conv: error: times the JAX backend")
+        return
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    rows = [json.loads(line) for line in finished.stdout.splitlines()]
+    assert len(rows) == 4
+    assert all(row["xla_with_gradients_ms"] > 0 and row["shifted_with_gradients_ms"] > 0 for row in rows)
+    assert max(row["kernel_gradient_relative_difference"] for row in rows) < 1e-4
