@@ -11,9 +11,13 @@ file by hand, and exits with status 1.
 
 import sys
 
-from absl import app, flags
+from quiet_start import start_tensorflow
 
-from keras_ldrop.data import DATASETS, DownloadError, download_dataset, get_dataset
+start_tensorflow()
+
+from absl import app, flags  # noqa: E402
+
+from keras_ldrop.data import DATASETS, DownloadError, download_dataset, get_dataset  # noqa: E402
 
 _DATASET = flags.DEFINE_enum("dataset", None, list(DATASETS), "Dataset to download.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder that receives the dataset.")
