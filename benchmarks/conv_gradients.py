@@ -10,15 +10,13 @@ gradients. Prints one JSON line per shape and method, then a table.
 
 import json
 import os
-import statistics
-import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 from absl import app, flags  # noqa: E402
 
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per measurement (median).", lower_bound=1)
+import jax_timing  # noqa: E402
+
 _BATCH = flags.DEFINE_integer("batch", 96, "Images.", lower_bound=1)
 
 # (input side, input channels, output channels, kernel, stride) at 112 px input.
@@ -32,24 +30,11 @@ SHAPES = (
 )
 
 
-def _median_seconds(function, *args):
-    import jax
-
-    jax.block_until_ready(function(*args))
-    times = []
-    for _ in range(_REPEATS.value):
-        start = time.perf_counter()
-        jax.block_until_ready(function(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv):
     del argv
     import keras
 
-    if keras.backend.backend() != "jax":
-        sys.exit(f"conv_gradients: error: times the JAX backend; KERAS_BACKEND is {keras.backend.backend()!r}")
+    jax_timing.require_jax("conv_gradients")
     import jax
     import numpy as np
 
@@ -70,12 +55,12 @@ def main(argv):
                 cpu_convolution.use_matmul_gradients()
             forward = jax.jit(lambda x, w, s=stride: keras.ops.conv(x, w, s, "same"))
             gradients = jax.jit(jax.grad(lambda x, w, s=stride: loss(x, w, s), (0, 1)))
-            row[f"{method}_forward_ms"] = 1000 * _median_seconds(forward, inputs, kernel)
-            row[f"{method}_with_gradients_ms"] = 1000 * _median_seconds(gradients, inputs, kernel)
+            row[f"{method}_forward_ms"] = 1000 * jax_timing.median_seconds(forward, inputs, kernel)
+            row[f"{method}_with_gradients_ms"] = 1000 * jax_timing.median_seconds(gradients, inputs, kernel)
             cpu_convolution.use_xla_gradients()
         print(json.dumps(row), flush=True)
         rows.append(row)
-    print(f"\n{'convolution':34} {'forward':>8} {'+grads XLA':>11} {'+grads matmul':>14}  (ms, median of {_REPEATS.value})")
+    print(f"\n{'convolution':34} {'forward':>8} {'+grads XLA':>11} {'+grads matmul':>14}  (ms, median of {jax_timing.REPEATS.value})")
     for row in rows:
         print(f"{row['shape']:34} {row['xla_forward_ms']:8.0f} {row['xla_with_gradients_ms']:11.0f} "
               f"{row['matmul_with_gradients_ms']:14.0f}")

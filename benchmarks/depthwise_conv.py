@@ -11,15 +11,13 @@ largest relative difference of the kernel gradients. One JSON line per shape.
 
 import json
 import os
-import statistics
-import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 from absl import app, flags  # noqa: E402
 
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per measurement (median).", lower_bound=1)
+import jax_timing  # noqa: E402
+
 _BATCH = flags.DEFINE_integer("batch", 64, "Images.", lower_bound=1)
 
 # (input side, channels, kernel, stride) at 96 px input.
@@ -57,24 +55,11 @@ def shifted_depthwise(inputs, kernel, stride):
     return outputs
 
 
-def _median_seconds(function, *args):
-    import jax
-
-    jax.block_until_ready(function(*args))
-    times = []
-    for _ in range(_REPEATS.value):
-        start = time.perf_counter()
-        jax.block_until_ready(function(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv):
     del argv
     import keras
 
-    if keras.backend.backend() != "jax":
-        sys.exit(f"depthwise_conv: error: times the JAX backend; KERAS_BACKEND is {keras.backend.backend()!r}")
+    jax_timing.require_jax("depthwise_conv")
     import jax
     import numpy as np
 
@@ -92,7 +77,7 @@ def main(argv):
             step = jax.jit(jax.value_and_grad(
                 lambda x, w, s=stride, f=convolve: (f(x, w, s) ** 2).sum(), (0, 1)
             ))
-            row[f"{way}_with_gradients_ms"] = round(1000 * _median_seconds(step, inputs, kernel), 1)
+            row[f"{way}_with_gradients_ms"] = round(1000 * jax_timing.median_seconds(step, inputs, kernel), 1)
             kernel_gradients[way] = np.asarray(step(inputs, kernel)[1][1])
         difference = np.abs(kernel_gradients["xla"] - kernel_gradients["shifted"]).max()
         row["kernel_gradient_relative_difference"] = float(
