@@ -98,17 +98,16 @@ class SplitPredictor:
             raise ValueError(f"Every split is empty: {self.names}.")
         self.order = clean + augmented
         self.dataset = functools.reduce(lambda first, then: first.concatenate(then), passes)
-        total = sum(self.sizes.values())
-        self.cached = total * image_size * image_size * 3 * 4 <= cache_bytes
+        self.total = sum(self.sizes.values())
+        self.cached = self.total * image_size * image_size * 3 * 4 <= cache_bytes
         if self.cached:
             self.dataset = self.dataset.cache()
 
     def __call__(self, model):
         """`{split name: float32 logits}` of `model` (or of a distribution's predictor)."""
         logits = np.asarray(model.predict(self.dataset, verbose=0), dtype=np.float32)
-        total = sum(self.sizes.values())
-        if len(logits) != total:
-            raise RuntimeError(f"predict returned {len(logits)} rows for {total} examples.")
+        if len(logits) != self.total:
+            raise RuntimeError(f"predict returned {len(logits)} rows for {self.total} examples.")
         ends = np.cumsum([self.sizes[name] for name in self.order])
         by_name = dict(zip(self.order, np.split(logits, ends[:-1])))
         return {name: by_name.get(name, logits[:0]) for name in self.names}

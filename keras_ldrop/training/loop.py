@@ -111,10 +111,10 @@ def train_and_evaluate(config, output_dir, log=_print_now, callbacks=()):
         log(distribution.describe())
     with distribution.scope():
         with PreemptionWatch() as watch:
-            run = _Run(config, files, log, distribution, live_progress=(
-                log is _print_now and sys.stderr.isatty()
-            ))
-            run.train(watch, callbacks)
+            run = _Run(config, files, log, distribution)
+            run.train(
+                watch, callbacks, live_progress=log is _print_now and sys.stderr.isatty()
+            )
         return run.finish()
 
 
@@ -142,7 +142,7 @@ class _Run:
     then restores the folder's checkpoint if there is one.
     """
 
-    def __init__(self, config, files, log, distribution, live_progress=False):
+    def __init__(self, config, files, log, distribution):
         self.config = config
         self.files = files
         self.log = log
@@ -172,10 +172,6 @@ class _Run:
         self.ensemble_members = 0
         self.interval_loss = None
         self.saved_step = 0
-        self.progress = TrainingProgress(
-            log, config.steps, config.checkpoint_freq,
-            config.batch_size * len(self.train_envs), live=live_progress,
-        )
         with writes_to(files.root, self.saved_step):
             files.claim(config)
         if files.has_checkpoint():
@@ -251,8 +247,11 @@ class _Run:
             self.files.write_records(self.records)
         self.log(f"Resumed from step {self.step} ({self.files.checkpoint}).")
 
-    def train(self, watch, callbacks):
+    def train(self, watch, callbacks, live_progress=False):
         """Trains to the last step, one checkpoint interval per `fit`.
+
+        Between checkpoints, progress goes to the run's `log`, or is redrawn
+        on stderr when `live_progress` (`TrainingProgress`).
 
         Raises:
             Preempted: `watch` saw a preemption signal; the state after the
@@ -261,6 +260,9 @@ class _Run:
         config = self.config
         train_splits = [self.splits[f"env{i}_in"] for i in self.train_envs]
         images_per_step = config.batch_size * len(train_splits)
+        progress = TrainingProgress(
+            self.log, config.steps, config.checkpoint_freq, images_per_step, live=live_progress
+        )
         stopper = StopAtNextStep(watch)
         while self.step < config.steps:
             if watch.requested:
@@ -276,7 +278,7 @@ class _Run:
                 seed=config.seed,
                 start_step=self.step,
             )
-            self.progress.at_step(self.step)
+            progress.at_step(self.step)
             started = time.perf_counter()
             history = self.model.fit(
                 stream,
@@ -285,7 +287,7 @@ class _Run:
                 shuffle=False,
                 verbose=0,
                 callbacks=[
-                    *callbacks, CarryIntervalLoss(self.interval_loss), stopper, self.progress
+                    *callbacks, CarryIntervalLoss(self.interval_loss), stopper, progress
                 ],
             )
             seconds = time.perf_counter() - started
@@ -301,7 +303,7 @@ class _Run:
             self.interval_loss = None
             evaluation_started = time.perf_counter()
             record = self._evaluate(history.history["loss"][-1])
-            self.progress.evaluated(time.perf_counter() - evaluation_started)
+            progress.evaluated(time.perf_counter() - evaluation_started)
             record["images_per_second"] = interval * images_per_step / seconds
             self._checkpoint(record)
             self.log(progress_line(record, config))
