@@ -52,12 +52,12 @@ def main(argv):
         row = {"shape": f"{side}x{side}x{cin} -> {cout}, {size}x{size}/{stride}"}
         for method in ("xla", "matmul"):
             if method == "matmul":
-                cpu_convolution.use_matmul_gradients()
+                cpu_convolution.use_cpu_convolutions()
             forward = jax.jit(lambda x, w, s=stride: keras.ops.conv(x, w, s, "same"))
             gradients = jax.jit(jax.grad(lambda x, w, s=stride: loss(x, w, s), (0, 1)))
             row[f"{method}_forward_ms"] = 1000 * jax_timing.median_seconds(forward, inputs, kernel)
             row[f"{method}_with_gradients_ms"] = 1000 * jax_timing.median_seconds(gradients, inputs, kernel)
-            cpu_convolution.use_xla_gradients()
+            cpu_convolution.use_xla_convolutions()
         print(json.dumps(row), flush=True)
         rows.append(row)
     print(f"\n{'convolution':34} {'forward':>8} {'+grads XLA':>11} {'+grads matmul':>14}  (ms, median of {jax_timing.REPEATS.value})")

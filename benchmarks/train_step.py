@@ -27,8 +27,9 @@ _BACKBONE = flags.DEFINE_string("backbone", None, "Anything build_classifier acc
 _JIT = flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "Keras compile(jit_compile=...).")
 _CONV_GRADIENTS = flags.DEFINE_enum(
     "conv_gradients", "auto", ["auto", "xla"],
-    "auto: matrix-product convolution gradients where faster (JAX on CPU; "
-    "keras_ldrop/training/cpu_convolution.py), as fine-tuning does; xla: Keras' own.",
+    "auto: the faster CPU convolutions where they help (JAX on CPU: matrix-product "
+    "gradients, shifted-product depthwise; keras_ldrop/training/cpu_convolution.py), "
+    "as fine-tuning does; xla: Keras' own.",
 )
 
 
@@ -61,7 +62,7 @@ def main(argv):
     from keras_ldrop.training import cpu_convolution
 
     keras.config.set_dtype_policy(step_flags.PRECISION.value)
-    matmul_gradients = _CONV_GRADIENTS.value == "auto" and cpu_convolution.use_where_faster()
+    cpu_convolutions = _CONV_GRADIENTS.value == "auto" and cpu_convolution.use_where_faster()
     keras.utils.set_random_seed(0)
     backbone = _BACKBONE.value or keras_resnet50()
     model = build_classifier(backbone, step_flags.NUM_CLASSES.value, rate=step_flags.RATE.value, normalization="imagenet")
@@ -98,7 +99,7 @@ def main(argv):
             "domains": step_flags.DOMAINS.value, "steps": step_flags.STEPS.value, "warmup": step_flags.WARMUP.value,
             "backbone": _BACKBONE.value or "resnet50 (random)", "precision": step_flags.PRECISION.value,
             "jit_compile": _JIT.value, "rate": step_flags.RATE.value,
-            "matmul_conv_gradients": matmul_gradients,
+            "cpu_convolutions": cpu_convolutions,
         },
     }))
 

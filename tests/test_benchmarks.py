@@ -26,7 +26,7 @@ def test_side_by_side_prints_every_run_and_the_ratio_table():
     for run in runs:
         assert run["settings"]["image_size"] == 32 and len(run["step_seconds"]) == 2
         assert run["images_per_second"] > 0
-    assert ours["settings"]["matmul_conv_gradients"] is (backend == "jax")
+    assert ours["settings"]["cpu_convolutions"] is (backend == "jax")
     table = finished.stdout.split("vs reference")[1].splitlines()[1:]
     assert [line[:48].strip() for line in table] == ["pytorch reference", f"keras_ldrop {backend}"]
     ratio = float(table[1][48:].split()[2])

@@ -1,4 +1,4 @@
-"""Matrix-product convolution gradients (JAX on CPU): same values, same training."""
+"""The faster JAX convolutions on CPU: same values, same training."""
 
 import keras
 import numpy as np
@@ -13,37 +13,39 @@ jax_only = pytest.mark.skipif(
 
 
 @pytest.fixture
-def matmul_gradients():
-    cpu_convolution.use_matmul_gradients()
+def cpu_convolutions():
+    cpu_convolution.use_cpu_convolutions()
     yield
-    cpu_convolution.use_xla_gradients()
+    cpu_convolution.use_xla_convolutions()
 
 
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="other backends")
 def test_other_backends_keep_their_convolution():
     assert cpu_convolution.use_where_faster() is False
-    assert not cpu_convolution.uses_matmul_gradients()
+    assert not cpu_convolution.uses_cpu_convolutions()
     with pytest.raises(RuntimeError, match="for the JAX backend; KERAS_BACKEND is"):
-        cpu_convolution.use_matmul_gradients()
+        cpu_convolution.use_cpu_convolutions()
 
 
 @jax_only
 def test_jax_on_cpu_uses_them_and_can_restore_xlas():
     from keras.src.backend.jax import nn
 
-    cpu_convolution.use_xla_gradients()  # as Keras has it, whatever ran before
-    keras_conv = nn.conv
+    cpu_convolution.use_xla_convolutions()  # as Keras has it, whatever ran before
+    keras_conv, keras_depthwise_conv = nn.conv, nn.depthwise_conv
     try:
         assert cpu_convolution.use_where_faster() is True
-        cpu_convolution.use_matmul_gradients()  # idempotent
-        assert cpu_convolution.uses_matmul_gradients() and nn.conv is not keras_conv
+        cpu_convolution.use_cpu_convolutions()  # idempotent
+        assert cpu_convolution.uses_cpu_convolutions()
+        assert nn.conv is not keras_conv and nn.depthwise_conv is not keras_depthwise_conv
     finally:
-        cpu_convolution.use_xla_gradients()
-    assert nn.conv is keras_conv and not cpu_convolution.uses_matmul_gradients()
+        cpu_convolution.use_xla_convolutions()
+    assert nn.conv is keras_conv and nn.depthwise_conv is keras_depthwise_conv
+    assert not cpu_convolution.uses_cpu_convolutions()
 
 
 @jax_only
-def test_keras_convolution_layers_go_through_them(matmul_gradients, monkeypatch):
+def test_keras_convolution_layers_go_through_them(cpu_convolutions, monkeypatch):
     calls = []
     ours = cpu_convolution._convolution
 
@@ -86,16 +88,16 @@ CASES = [
 @jax_only
 @pytest.mark.parametrize("height,width,cin,cout,size,stride,padding", CASES)
 def test_same_values_and_gradients_as_xla(
-    matmul_gradients, height, width, cin, cout, size, stride, padding
+    cpu_convolutions, height, width, cin, cout, size, stride, padding
 ):
     rng = np.random.default_rng(0)
     size = size if isinstance(size, tuple) else (size, size)
     inputs = rng.normal(size=(2, height, width, cin)).astype("float32")
     kernel = rng.normal(size=(*size, cin, cout)).astype("float32")
     ours = conv_values_and_gradients(inputs, kernel, stride, padding)
-    cpu_convolution.use_xla_gradients()
+    cpu_convolution.use_xla_convolutions()
     xla = conv_values_and_gradients(inputs, kernel, stride, padding)
-    cpu_convolution.use_matmul_gradients()
+    cpu_convolution.use_cpu_convolutions()
     np.testing.assert_array_equal(ours[0], xla[0])  # the forward pass is XLA's
     for mine, reference in zip(ours[1:], xla[1:]):
         assert mine.shape == reference.shape
@@ -103,14 +105,14 @@ def test_same_values_and_gradients_as_xla(
 
 
 @jax_only
-def test_grouped_dilated_and_channels_first_convolutions_are_keras_own(matmul_gradients):
+def test_grouped_dilated_and_channels_first_convolutions_are_keras_own(cpu_convolutions):
     from keras.src.backend.jax import nn
 
     rng = np.random.default_rng(1)
     inputs = rng.normal(size=(2, 8, 8, 4)).astype("float32")
     grouped = rng.normal(size=(3, 3, 2, 4)).astype("float32")
     kernel = rng.normal(size=(3, 3, 4, 4)).astype("float32")
-    keras_conv = cpu_convolution._KERAS_CONV["conv"]
+    keras_conv = cpu_convolution._KERAS_CONVOLUTIONS["conv"]
     for args in (
         (inputs, grouped, 1, "same", "channels_last", 1),
         (inputs, kernel, 1, "same", "channels_last", 2),
@@ -121,12 +123,121 @@ def test_grouped_dilated_and_channels_first_convolutions_are_keras_own(matmul_gr
         )
 
 
-def fine_tune_three_steps():
+def depthwise_values_and_gradients(inputs, kernel, strides, padding):
+    import jax
+    import jax.numpy as jnp
+
+    def loss(x, w):
+        y = keras.ops.depthwise_conv(x, w, strides, padding)
+        return jnp.sum(jnp.sin(y)), y
+
+    (_, outputs), gradients = jax.value_and_grad(loss, (0, 1), has_aux=True)(inputs, kernel)
+    return [np.asarray(outputs), *map(np.asarray, gradients)]
+
+
+DEPTHWISE_CASES = [
+    # height, width, channels, multiplier, kernel, stride, padding
+    (9, 9, 4, 1, 3, 1, "same"),
+    (9, 8, 4, 1, 3, 2, "same"),
+    (12, 12, 5, 1, 5, 2, "same"),
+    (7, 7, 6, 1, 5, 1, "same"),
+    (10, 9, 3, 2, 3, 2, "valid"),
+    (8, 8, 4, 3, (3, 1), (1, 2), "same"),
+]
+
+
+@jax_only
+@pytest.mark.parametrize("height,width,channels,multiplier,size,stride,padding", DEPTHWISE_CASES)
+def test_depthwise_same_values_and_gradients_as_xla(
+    cpu_convolutions, height, width, channels, multiplier, size, stride, padding
+):
+    rng = np.random.default_rng(0)
+    size = size if isinstance(size, tuple) else (size, size)
+    inputs = rng.normal(size=(2, height, width, channels)).astype("float32")
+    kernel = rng.normal(size=(*size, channels, multiplier)).astype("float32")
+    ours = depthwise_values_and_gradients(inputs, kernel, stride, padding)
+    cpu_convolution.use_xla_convolutions()
+    xla = depthwise_values_and_gradients(inputs, kernel, stride, padding)
+    cpu_convolution.use_cpu_convolutions()
+    for mine, reference in zip(ours, xla):
+        assert mine.shape == reference.shape
+        np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-5)
+
+
+@jax_only
+def test_bfloat16_depthwise_is_summed_in_float32(cpu_convolutions):
+    rng = np.random.default_rng(4)
+    inputs = rng.normal(size=(2, 9, 9, 8)).astype("float32")
+    kernel = rng.normal(size=(5, 5, 8, 1)).astype("float32")
+    exact = np.asarray(keras.ops.depthwise_conv(inputs, kernel, 1, "same"))
+    rounded = keras.ops.depthwise_conv(
+        keras.ops.cast(inputs, "bfloat16"), keras.ops.cast(kernel, "bfloat16"), 1, "same"
+    )
+    assert rounded.dtype == "bfloat16"
+    inputs16 = np.asarray(keras.ops.cast(keras.ops.cast(inputs, "bfloat16"), "float32"))
+    kernel16 = np.asarray(keras.ops.cast(keras.ops.cast(kernel, "bfloat16"), "float32"))
+    summed_in_float32 = np.asarray(keras.ops.depthwise_conv(inputs16, kernel16, 1, "same"))
+    np.testing.assert_allclose(
+        np.asarray(keras.ops.cast(rounded, "float32")), summed_in_float32, rtol=2**-8, atol=1e-6
+    )
+    assert np.abs(summed_in_float32 - exact).max() < 0.1
+
+
+@jax_only
+def test_depthwise_and_separable_layers_go_through_them(cpu_convolutions, monkeypatch):
+    from keras_ldrop.training import shifted_depthwise
+
+    calls = []
+    ours = shifted_depthwise.depthwise_conv
+
+    def counting(inputs, kernel, strides, pads):
+        calls.append((kernel.shape, strides, pads))
+        return ours(inputs, kernel, strides, pads)
+
+    monkeypatch.setattr(shifted_depthwise, "depthwise_conv", counting)
+    image = np.zeros((1, 8, 8, 3), "float32")
+    assert keras.layers.DepthwiseConv2D(3, strides=2, padding="same")(image).shape == (1, 4, 4, 3)
+    assert keras.layers.SeparableConv2D(5, 3, depth_multiplier=2)(image).shape == (1, 6, 6, 5)
+    assert calls == [
+        ((3, 3, 3, 1), (2, 2), ((0, 1), (0, 1))),
+        ((3, 3, 3, 2), (1, 1), ((0, 0), (0, 0))),
+    ]
+
+
+@jax_only
+def test_dilated_and_channels_first_depthwise_convolutions_are_keras_own(cpu_convolutions):
+    from keras.src.backend.jax import nn
+
+    rng = np.random.default_rng(1)
+    inputs = rng.normal(size=(2, 8, 8, 4)).astype("float32")
+    kernel = rng.normal(size=(3, 3, 4, 1)).astype("float32")
+    keras_depthwise_conv = cpu_convolution._KERAS_CONVOLUTIONS["depthwise_conv"]
+    for args in (
+        (inputs, kernel, 1, "same", "channels_last", 2),
+        (inputs.transpose(0, 3, 1, 2), kernel, 1, "same", "channels_first", 1),
+    ):
+        np.testing.assert_array_equal(
+            np.asarray(nn.depthwise_conv(*args)), np.asarray(keras_depthwise_conv(*args))
+        )
+
+
+def _tiny_depthwise_backbone():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same")(inputs)
+    x = keras.layers.DepthwiseConv2D(5, strides=2, padding="same")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.SeparableConv2D(12, 3, padding="same")(x)
+    return keras.Model(inputs, keras.layers.ReLU()(x), name="tiny_depthwise")
+
+
+def fine_tune_three_steps(backbone):
     from keras_ldrop import build_classifier
     from keras_ldrop.optimizers import SGD
 
     keras.utils.set_random_seed(3)
-    model = build_classifier(_tiny_keras_hub_resnet(), 3, rate=0.5, seed=1)
+    model = build_classifier(backbone(), 3, rate=0.5, seed=1)
     model.compile(
         optimizer=SGD(0.05, momentum=0.9, weight_decay=1e-4),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -139,13 +250,14 @@ def fine_tune_three_steps():
 
 
 @jax_only
-def test_fine_tuning_a_resnet_gives_the_same_weights():
-    xla_losses, xla_weights = fine_tune_three_steps()
-    cpu_convolution.use_matmul_gradients()
+@pytest.mark.parametrize("backbone", [_tiny_keras_hub_resnet, _tiny_depthwise_backbone])
+def test_fine_tuning_gives_the_same_weights(backbone):
+    xla_losses, xla_weights = fine_tune_three_steps(backbone)
+    cpu_convolution.use_cpu_convolutions()
     try:
-        losses, weights = fine_tune_three_steps()
+        losses, weights = fine_tune_three_steps(backbone)
     finally:
-        cpu_convolution.use_xla_gradients()
+        cpu_convolution.use_xla_convolutions()
     np.testing.assert_allclose(losses, xla_losses, rtol=1e-5)
     for mine, reference in zip(weights, xla_weights):
         np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)

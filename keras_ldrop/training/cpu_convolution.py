@@ -1,27 +1,32 @@
-"""Convolution gradients as matrix products, for the JAX backend on CPU.
+"""Faster convolutions for the JAX backend on CPU.
 
 XLA:CPU runs a convolution's forward pass well, but it computes the two
 gradients (with respect to the input and to the kernel) several times slower
 than the same arithmetic written as matrix products. On a 2-core CPU, a 1x1
 convolution 512 -> 128 on 96 x 14 x 14 inputs took 22 ms forward and 180 ms
 with both gradients, 59 ms with the gradients below; a ResNet-50 fine-tuning
-step (112 px, 96 images) went from 10.45 to 5.53 s. See
-`benchmarks/conv_gradients.py`, `benchmarks/compare_steps.py` and
+step (112 px, 96 images) went from 10.45 to 5.53 s. Its grouped (depthwise)
+convolutions are slow in both directions: 6-13x slower with gradients than
+shifted products. See `benchmarks/conv_gradients.py`,
+`benchmarks/depthwise_conv.py`, `benchmarks/compare_steps.py` and
 BUILD_NOTES.md, "Fine-tuning step speed on this CPU".
 
-`use_matmul_gradients()` makes Keras' JAX convolution keep XLA's forward pass
-and take its gradients as:
+`use_cpu_convolutions()` makes Keras' JAX `conv` keep XLA's forward pass and
+take its gradients as:
 
 - kernel: `im2col(inputs)^T @ output_gradient` (for a 1x1 kernel, the inputs
   themselves);
 - input: `output_gradient @ kernel^T` for a 1x1 kernel, scattered back at the
   stride; for a larger kernel with stride 1, the forward convolution of the
-  output gradient with the flipped kernel; otherwise XLA's own gradient.
+  output gradient with the flipped kernel; otherwise XLA's own gradient;
 
-The values are those of XLA's gradients up to float rounding (the sums run in
-another order). Grouped, dilated, channels-first and non-2D convolutions keep
-Keras' own convolution. `use_where_faster()` switches this on only where it
-was measured to help: the JAX backend running on CPU. The training loop and
+and Keras' JAX `depthwise_conv` (so `DepthwiseConv2D` and `SeparableConv2D`)
+compute `shifted_depthwise.depthwise_conv`, differentiated by JAX.
+
+The values are XLA's up to float rounding (the sums run in another order).
+Grouped (other than depthwise), dilated, channels-first and non-2D
+convolutions keep Keras' own. `use_where_faster()` switches this on only where
+it was measured to help: the JAX backend running on CPU. The training loop and
 `benchmarks/train_step.py` call it.
 
 Example:
@@ -35,11 +40,13 @@ import functools
 
 import keras
 
-_KERAS_CONV = {}
+from keras_ldrop.training import shifted_depthwise
+
+_KERAS_CONVOLUTIONS = {}
 
 
 def use_where_faster():
-    """Uses matrix-product gradients if the backend is JAX on CPU.
+    """Uses the faster convolutions if the backend is JAX on CPU.
 
     Returns:
         Whether they are in use.
@@ -50,44 +57,47 @@ def use_where_faster():
 
     if jax.default_backend() != "cpu":
         return False
-    use_matmul_gradients()
+    use_cpu_convolutions()
     return True
 
 
-def use_matmul_gradients():
-    """Makes Keras' JAX `conv` take its gradients as matrix products.
+def use_cpu_convolutions():
+    """Makes Keras' JAX `conv` and `depthwise_conv` the faster ones above.
 
-    Idempotent; `use_xla_gradients()` undoes it.
+    Idempotent; `use_xla_convolutions()` undoes it.
 
     Raises:
         RuntimeError: the Keras backend is not JAX.
     """
     if keras.backend.backend() != "jax":
         raise RuntimeError(
-            "Matrix-product convolution gradients are for the JAX backend; "
+            "The CPU convolutions are for the JAX backend; "
             f"KERAS_BACKEND is {keras.backend.backend()!r}."
         )
     from keras.src.backend.jax import nn
 
-    if not _KERAS_CONV:
-        _KERAS_CONV["conv"] = nn.conv
+    if not _KERAS_CONVOLUTIONS:
+        _KERAS_CONVOLUTIONS.update(conv=nn.conv, depthwise_conv=nn.depthwise_conv)
     nn.conv = _conv
+    nn.depthwise_conv = _depthwise_conv
 
 
-def use_xla_gradients():
-    """Restores Keras' own JAX convolution (XLA's gradients)."""
-    if _KERAS_CONV:
+def use_xla_convolutions():
+    """Restores Keras' own JAX convolutions (XLA's)."""
+    if _KERAS_CONVOLUTIONS:
         from keras.src.backend.jax import nn
 
-        nn.conv = _KERAS_CONV.pop("conv")
+        nn.conv = _KERAS_CONVOLUTIONS.pop("conv")
+        nn.depthwise_conv = _KERAS_CONVOLUTIONS.pop("depthwise_conv")
 
 
-def uses_matmul_gradients():
-    """Whether `use_matmul_gradients()` is in effect."""
-    return bool(_KERAS_CONV)
+def uses_cpu_convolutions():
+    """Whether `use_cpu_convolutions()` is in effect."""
+    return bool(_KERAS_CONVOLUTIONS)
 
 
-def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+def _channels_last_2d(inputs, kernel, strides, padding, data_format, dilation_rate):
+    """The `(strides, pads)` our convolutions take, or `None` to keep Keras' own."""
     data_format = data_format or keras.config.image_data_format()
     pair_strides = _pair(strides)
     if (
@@ -99,17 +109,37 @@ def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation
         or pair_strides is None
         or padding.lower() not in ("valid", "same")
     ):
-        return _KERAS_CONV["conv"](
-            inputs, kernel, strides, padding, data_format, dilation_rate
-        )
+        return None
     from jax import lax
 
-    kernel = keras.ops.convert_to_tensor(kernel)
-    inputs = keras.ops.convert_to_tensor(inputs, dtype=kernel.dtype)
     pads = lax.padtype_to_pads(
         inputs.shape[1:3], kernel.shape[:2], pair_strides, padding.upper()
     )
-    return _convolution(inputs, kernel, pair_strides, tuple(map(tuple, pads)))
+    return pair_strides, tuple(map(tuple, pads))
+
+
+def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    layout = _channels_last_2d(inputs, kernel, strides, padding, data_format, dilation_rate)
+    if layout is None:
+        return _KERAS_CONVOLUTIONS["conv"](
+            inputs, kernel, strides, padding, data_format, dilation_rate
+        )
+    kernel = keras.ops.convert_to_tensor(kernel)
+    inputs = keras.ops.convert_to_tensor(inputs, dtype=kernel.dtype)
+    return _convolution(inputs, kernel, *layout)
+
+
+def _depthwise_conv(
+    inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1
+):
+    layout = _channels_last_2d(inputs, kernel, strides, padding, data_format, dilation_rate)
+    if layout is None:
+        return _KERAS_CONVOLUTIONS["depthwise_conv"](
+            inputs, kernel, strides, padding, data_format, dilation_rate
+        )
+    kernel = keras.ops.convert_to_tensor(kernel)
+    inputs = keras.ops.convert_to_tensor(inputs, dtype=kernel.dtype)
+    return shifted_depthwise.depthwise_conv(inputs, kernel, *layout)
 
 
 def _pair(value):

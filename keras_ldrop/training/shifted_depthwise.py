@@ -1,0 +1,72 @@
+"""A depthwise convolution written as a sum of shifted, channel-wise products.
+
+XLA:CPU runs grouped (depthwise) convolutions slowly: for EfficientNet-Lite0's
+shapes (64 images at 96 px) its forward pass took 32-169 ms and the forward
+pass with both gradients 506-715 ms, against 5-17 ms and 49-120 ms for the
+same arithmetic written as below and differentiated by JAX
+(`benchmarks/depthwise_conv.py`, BUILD_NOTES.md). For a `kh x kw` kernel the
+output is the sum of `kh * kw` strided windows of the padded input, each
+multiplied channel by channel by one tap of the kernel. Lower-precision inputs
+(bfloat16, float16) are summed in float32 and rounded once at the end.
+
+Example:
+
+>>> import numpy as np
+>>> from keras_ldrop.training.shifted_depthwise import depthwise_conv
+>>> inputs = np.ones((1, 4, 4, 2), "float32")
+>>> kernel = np.ones((3, 3, 2, 1), "float32")
+>>> np.asarray(depthwise_conv(inputs, kernel, (1, 1), ((1, 1), (1, 1))))[0, :, :, 0]
+array([[4., 6., 6., 4.],
+       [6., 9., 9., 6.],
+       [6., 9., 9., 6.],
+       [4., 6., 6., 4.]], dtype=float32)
+"""
+
+
+def depthwise_conv(inputs, kernel, strides, pads):
+    """A channels-last 2D depthwise convolution, without dilation.
+
+    Args:
+        inputs: `[batch, height, width, channels]`.
+        kernel: `[kh, kw, channels, multiplier]`.
+        strides: `(sh, sw)`.
+        pads: `((top, bottom), (left, right))`, as `jax.lax.padtype_to_pads`
+            gives them.
+
+    Returns:
+        `[batch, out_height, out_width, channels * multiplier]`, output channel
+        `c * multiplier + m` from input channel `c` and kernel column `m`, as
+        `keras.ops.depthwise_conv` orders them.
+    """
+    import jax.numpy as jnp
+    from jax import lax
+
+    inputs, kernel = jnp.asarray(inputs), jnp.asarray(kernel)
+    batch, height, width, channels = inputs.shape
+    kh, kw, _, multiplier = kernel.shape
+    (sh, sw), ((top, bottom), (left, right)) = strides, pads
+    out_height = (height + top + bottom - kh) // sh + 1
+    out_width = (width + left + right - kw) // sw + 1
+    summation = jnp.promote_types(inputs.dtype, jnp.float32)
+    padded = jnp.pad(inputs, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    if multiplier > 1:
+        padded = jnp.repeat(padded, multiplier, axis=-1)
+    padded = padded.astype(summation)
+    taps = kernel.astype(summation).reshape(kh, kw, channels * multiplier)
+    outputs = None
+    for row in range(kh):
+        for column in range(kw):
+            window = lax.slice(
+                padded,
+                (0, row, column, 0),
+                (
+                    batch,
+                    row + (out_height - 1) * sh + 1,
+                    column + (out_width - 1) * sw + 1,
+                    channels * multiplier,
+                ),
+                (1, sh, sw, 1),
+            )
+            product = window * taps[row, column]
+            outputs = product if outputs is None else outputs + product
+    return outputs.astype(inputs.dtype)
