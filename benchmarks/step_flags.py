@@ -2,6 +2,11 @@
 
 from absl import flags
 
+ARCHITECTURE = flags.DEFINE_enum(
+    "architecture", "resnet50", ["resnet50", "efficientnet_lite0"],
+    "The backbone (random ResNet-50; the offline ImageNet EfficientNet-Lite0 in Keras, "
+    "random in PyTorch).",
+)
 IMAGE_SIZE = flags.DEFINE_integer("image_size", 112, "Side of the square images.", lower_bound=1)
 BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per domain per step.", lower_bound=1)
 DOMAINS = flags.DEFINE_integer("domains", 3, "Training domains per step.", lower_bound=1)

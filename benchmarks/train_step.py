@@ -3,7 +3,8 @@
 Prints one JSON line: images_per_second, seconds_per_step (median of the timed
 steps), the peak memory, the backend and the settings. The default model is the
 paper's: ResNet-50 (random weights), `build_classifier` with 90% dropout and
-frozen BatchNorm statistics, our reference SGD with coupled weight decay.
+frozen BatchNorm statistics, our reference SGD with coupled weight decay;
+`--architecture=efficientnet_lite0` times the offline demo's backbone instead.
 
   KERAS_BACKEND=jax python benchmarks/train_step.py --image_size=112 --batch_size=32 --domains=3 --steps=5
 
@@ -23,7 +24,7 @@ import numpy as np  # noqa: E402
 
 import step_flags  # noqa: E402
 
-_BACKBONE = flags.DEFINE_string("backbone", None, "Anything build_classifier accepts; default a random ResNet-50.")
+_BACKBONE = flags.DEFINE_string("backbone", None, "Anything build_classifier accepts; default: --architecture's.")
 _JIT = flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "Keras compile(jit_compile=...).")
 _CONV_GRADIENTS = flags.DEFINE_enum(
     "conv_gradients", "auto", ["auto", "xla"],
@@ -64,7 +65,10 @@ def main(argv):
     keras.config.set_dtype_policy(step_flags.PRECISION.value)
     cpu_convolutions = _CONV_GRADIENTS.value == "auto" and cpu_convolution.use_where_faster()
     keras.utils.set_random_seed(0)
-    backbone = _BACKBONE.value or keras_resnet50()
+    backbone = _BACKBONE.value or {
+        "resnet50": keras_resnet50,
+        "efficientnet_lite0": lambda: "efficientnet_lite0_imagenet_offline",
+    }[step_flags.ARCHITECTURE.value]()
     model = build_classifier(backbone, step_flags.NUM_CLASSES.value, rate=step_flags.RATE.value, normalization="imagenet")
     jit = {"auto": "auto", "true": True, "false": False}[_JIT.value]
     model.compile(
@@ -97,7 +101,7 @@ def main(argv):
         "settings": {
             "image_size": step_flags.IMAGE_SIZE.value, "batch_size": step_flags.BATCH_SIZE.value,
             "domains": step_flags.DOMAINS.value, "steps": step_flags.STEPS.value, "warmup": step_flags.WARMUP.value,
-            "backbone": _BACKBONE.value or "resnet50 (random)", "precision": step_flags.PRECISION.value,
+            "backbone": _BACKBONE.value or step_flags.ARCHITECTURE.value, "precision": step_flags.PRECISION.value,
             "jit_compile": _JIT.value, "rate": step_flags.RATE.value,
             "cpu_convolutions": cpu_convolutions,
         },

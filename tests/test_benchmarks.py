@@ -6,16 +6,18 @@ import subprocess
 import sys
 
 import keras
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_STEP = ["--image_size=32", "--batch_size=1", "--domains=2", "--steps=2", "--warmup=1"]
 
 
-def test_side_by_side_prints_every_run_and_the_ratio_table():
+@pytest.mark.parametrize("architecture", ["resnet50", "efficientnet_lite0"])
+def test_side_by_side_prints_every_run_and_the_ratio_table(architecture):
     backend = keras.backend.backend()
     finished = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "compare_steps.py"), "--rounds=1",
-         f"--backends={backend}", "--", *TINY_STEP],
+         f"--backends={backend}", "--", *TINY_STEP, f"--architecture={architecture}"],
         capture_output=True, text=True, timeout=900,
     )
     assert finished.returncode == 0, finished.stderr[-2000:]
@@ -27,6 +29,8 @@ def test_side_by_side_prints_every_run_and_the_ratio_table():
         assert run["settings"]["image_size"] == 32 and len(run["step_seconds"]) == 2
         assert run["images_per_second"] > 0
     assert ours["settings"]["cpu_convolutions"] is (backend == "jax")
+    assert reference["settings"]["backbone"].startswith(architecture)
+    assert ours["settings"]["backbone"] == architecture
     table = finished.stdout.split("vs reference")[1].splitlines()[1:]
     assert [line[:48].strip() for line in table] == ["pytorch reference", f"keras_ldrop {backend}"]
     ratio = float(table[1][48:].split()[2])
