@@ -5,9 +5,9 @@ shapes (64 images at 96 px) its forward pass took 29-184 ms and the forward
 pass with both gradients 359-948 ms, against 2-18 ms and 48-122 ms for the
 same arithmetic written as below and differentiated by JAX
 (`benchmarks/depthwise_conv.py`, BUILD_NOTES.md; gradients written out by
-hand instead of JAX's were no faster in a whole EfficientNet-Lite0 step). For a `kh x kw` kernel the
-output is the sum of `kh * kw` strided windows of the padded input, each
-multiplied channel by channel by one tap of the kernel. Lower-precision inputs
+hand instead of JAX's were no faster in a whole EfficientNet-Lite0 step).
+For a `kh x kw` kernel the output is the sum of `kh * kw` strided windows of
+the padded input, each multiplied channel by channel by one tap of the kernel. Lower-precision inputs
 (bfloat16, float16) are summed in float32 and rounded once at the end.
 
 Example:
