@@ -74,6 +74,11 @@ class RunDistribution:
             process (empty for `"none"`).
         is_main_process: whether this process writes the run's files (false
             only in processes 1, 2, ... of a multi-process JAX run).
+        process_index, process_count: this process's index and the number of
+            processes (0 and 1 but in a multi-process JAX run). Each process
+            gives `fit` its own rows of every global batch (the training
+            stream's `process_index`/`process_count`): Keras does not shard
+            the stream again.
 
     Raises:
         ConfigError: an unknown `name`, a backend without data parallelism
@@ -91,11 +96,15 @@ class RunDistribution:
         self.global_batch_size = global_batch_size
         self.devices = ()
         self.is_main_process = True
+        self.process_index, self.process_count = 0, 1
         self._strategy = None
         if name == "none":
             return
         if self.backend == "jax":
-            self.devices, self._strategy, self.is_main_process = _jax_data_parallel()
+            self.devices, self._strategy, self.process_index, self.process_count = (
+                _jax_data_parallel()
+            )
+            self.is_main_process = self.process_index == 0
         elif self.backend == "tensorflow":
             self.devices, self._strategy = _tensorflow_mirrored()
         else:
@@ -175,8 +184,11 @@ def _jax_data_parallel():
     if joins and not jax.distributed.is_initialized():
         keras.distribution.initialize()
     devices = tuple(keras.distribution.list_devices())
-    strategy = keras.distribution.DataParallel(devices=list(devices))
-    return devices, strategy, jax.process_index() == 0
+    # Each process's training stream holds only its rows of every global batch.
+    strategy = keras.distribution.DataParallel(
+        devices=list(devices), auto_shard_dataset=False
+    )
+    return devices, strategy, jax.process_index(), jax.process_count()
 
 
 # One MirroredStrategy per set of devices and process: the collectives of a

@@ -38,6 +38,7 @@ import keras
 import keras_ldrop
 from keras_ldrop.data import load_domains, seed_hash, training_dataset
 from keras_ldrop.data.devices import share_accelerators_with_keras
+from keras_ldrop.data.prepared import load_prepared_domains
 from keras_ldrop.models import build_classifier
 from keras_ldrop.optimizers import SGD, step_decay
 from keras_ldrop.training import cpu_convolution, evaluation
@@ -148,7 +149,10 @@ class _Run:
         self.log = log
         self.distribution = distribution
         self.spec = config.spec()
-        domains = load_domains(self.spec, config.data_dir)
+        if config.data_source == "tfds":
+            domains = load_prepared_domains(self.spec, config.tfds_dir)
+        else:
+            domains = load_domains(self.spec, config.data_dir)
         self.splits = evaluation.domain_splits(
             domains, config.holdout_fraction, config.trial_seed
         )
@@ -277,6 +281,8 @@ class _Run:
                 image_size=config.image_size,
                 seed=config.seed,
                 start_step=self.step,
+                process_index=self.distribution.process_index,
+                process_count=self.distribution.process_count,
             )
             progress.at_step(self.step)
             started = time.perf_counter()
