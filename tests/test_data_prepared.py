@@ -96,11 +96,10 @@ def _in_memory_domains():
     ]
 
 
-@pytest.mark.parametrize("source", ["tfds", "folder", "in_memory"])
+@pytest.mark.parametrize("source", ["tfds", "in_memory"])
 def test_two_processes_rows_make_the_one_process_global_batch(prepared_vlcs, source):
     folder, prepared, _ = prepared_vlcs
-    domains = {"tfds": prepared[:3], "folder": folder[:3],
-               "in_memory": _in_memory_domains()}[source]
+    domains = {"tfds": prepared[:3], "in_memory": _in_memory_domains()}[source]
     whole = _batches(training_dataset(domains, 4, 16, seed=3, start_step=9), 1)
     parts = [
         _batches(training_dataset(domains, 4, 16, seed=3, start_step=9,
@@ -148,3 +147,44 @@ def test_prepare_app_answers_bad_input_with_one_line(tmp_path, tiny_vlcs_tree):
         "not prepared in .* Prepare it with: python apps/prepare.py --dataset=pacs_mini"
     )):
         load_prepared_domains("pacs_mini", tfds_dir)
+
+
+class _MeanColour:
+    """A stand-in model: each image's mean colour."""
+
+    def predict(self, dataset, verbose=0):
+        return np.concatenate(
+            [images.mean(axis=(1, 2)) for images, _ in dataset.as_numpy_iterator()]
+        )
+
+
+class _TwoProcesses:
+    """A stand-in for the JAX predictor of process 0 of 2: each batch is both
+    processes' rows (`other` is process 1's dataset), every output returned."""
+
+    def __init__(self, other):
+        self.other = other
+
+    def predict(self, dataset, verbose=0):
+        return np.concatenate([
+            np.concatenate([mine[0], theirs[0]]).mean(axis=(1, 2))
+            for mine, theirs in zip(dataset.as_numpy_iterator(), self.other.as_numpy_iterator())
+        ])
+
+
+def test_two_processes_evaluation_shares_give_the_one_process_logits(prepared_vlcs):
+    from keras_ldrop.training.evaluation import SplitPredictor
+
+    _, prepared, _ = prepared_vlcs
+    splits = {"env0_in": prepared[0], "env1_out": prepared[1].subset(range(5))}
+    seeds = {"env1_out": 7}
+
+    def predictor(**share):
+        return SplitPredictor(splits, 16, batch_size=4, augment_seeds=seeds, **share)
+
+    expected = predictor()(_MeanColour())
+    first, second = (predictor(process_index=p, process_count=2) for p in range(2))
+    actual = first(_TwoProcesses(second.dataset))
+    assert [len(actual[name]) for name in splits] == [len(prepared[0]), 5]
+    for name in splits:
+        np.testing.assert_array_equal(actual[name], expected[name])

@@ -406,7 +406,13 @@ def evaluation_dataset(
 
 
 def evaluation_pass(
-    example_sets, image_size=224, batch_size=64, num_threads=None, augment_seeds=None
+    example_sets,
+    image_size=224,
+    batch_size=64,
+    num_threads=None,
+    augment_seeds=None,
+    process_index=0,
+    process_count=1,
 ):
     """`evaluation_dataset` of several sets at once: one pipeline, one pass.
 
@@ -424,10 +430,17 @@ def evaluation_pass(
             cores).
         augment_seeds: `None`, or one int seed per set: the training
             augmentation, as `evaluation_dataset`'s `augment_seed`.
+        process_index: this process's index in a multi-process run.
+        process_count: the run's processes. With several, the last batch
+            is padded to `batch_size` rows by repeating its last example, and
+            each process reads and decodes only its rows of every batch
+            (`process_rows`); the processes' parts, concatenated in process
+            order, are the padded batch.
     """
     table = _ExampleTable(example_sets)
+    total = sum(table.sizes)
     if augment_seeds is None:
-        keys = tf.zeros([sum(table.sizes), 2], tf.int64)
+        keys = tf.zeros([total, 2], tf.int64)
     else:
         keys = tf.concat(
             [
@@ -440,8 +453,35 @@ def evaluation_pass(
             axis=0,
         )
     plans = tf.data.Dataset.from_tensor_slices(
-        (tf.range(sum(table.sizes), dtype=tf.int64), keys)
+        (tf.range(total, dtype=tf.int64), keys)
     ).batch(batch_size)
+    rows_per_batch = batch_size
+    if process_count > 1:
+        share = process_rows(batch_size, process_index, process_count)
+        rows_per_batch = share.stop - share.start
+
+        def padded_share(indices, keys):
+            missing = batch_size - tf.shape(indices)[0]
+            return tuple(
+                tf.concat([rows, tf.repeat(rows[-1:], missing, axis=0)], 0)[share]
+                for rows in (indices, keys)
+            )
+
+        plans = plans.map(padded_share)
     augment = augment_seeds is not None and not table.in_memory
-    dataset = table.load_steps(plans, batch_size, image_size, augment, drop_remainder=False)
+    dataset = table.load_steps(
+        plans, rows_per_batch, image_size, augment, drop_remainder=False
+    )
     return _with_options(dataset.prefetch(tf.data.AUTOTUNE), num_threads)
+
+
+def padded_pass_rows(examples, batch_size, process_count):
+    """Rows of an `evaluation_pass` of `examples` examples over its processes'
+    parts: the examples, then the last batch's padding (none for one process).
+
+    >>> padded_pass_rows(10, 4, 2), padded_pass_rows(10, 4, 1)
+    (12, 10)
+    """
+    if process_count == 1:
+        return examples
+    return -(-examples // batch_size) * batch_size

@@ -54,6 +54,8 @@ from keras_ldrop.training.preemption import (
 from keras_ldrop.training.progress import TrainingProgress
 from keras_ldrop.training.records import RunFiles, progress_line, writes_to
 
+EVALUATION_BATCH_SIZE = 64
+
 
 def _print_now(line):
     print(line, flush=True)
@@ -165,7 +167,12 @@ class _Run:
             else {}
         )
         self.split_logits = evaluation.SplitPredictor(
-            self.splits, config.image_size, augment_seeds=self.augment_seeds
+            self.splits,
+            config.image_size,
+            batch_size=distribution.evaluation_batch_size(EVALUATION_BATCH_SIZE),
+            augment_seeds=self.augment_seeds,
+            process_index=distribution.process_index,
+            process_count=distribution.process_count,
         )
         self.model = self._build_model()
         self.optimizer = self.model.optimizer
@@ -328,7 +335,7 @@ class _Run:
 
     def _evaluate(self, loss):
         config = self.config
-        predictor = self.distribution.predictor(self.model)
+        predictor = self.distribution.predictor(self.model, process_local=True)
         logits = self.split_logits(predictor)
         record = {"step": self.step, "epoch": self._epoch(), "loss": float(loss)}
         record.update(evaluation.accuracies(logits, self.splits))
