@@ -9,6 +9,8 @@ and writes each file's bytes with its label, domain and relative path
 (`keras_ldrop.data.prepared`). A dataset already prepared from the same files
 is left as it is; one prepared from other files is refused, naming what
 changed, unless `--overwrite`. Bad input ends with one line and status 1.
+`--dataset`, `--data_dir` and `--tfds_dir` are `apps/finetune.py`'s own flags
+(`run_flags`), so the same values name the same data in both apps.
 """
 
 import logging
@@ -20,14 +22,13 @@ start_tensorflow()
 
 from absl import app, flags  # noqa: E402
 
+from run_flags import DATA_DIR, DATASET, TFDS_DIR  # noqa: E402
+
 from keras_ldrop.data import DatasetNotFoundError  # noqa: E402
 from keras_ldrop.data.prepared import prepare  # noqa: E402
 
 FLAGS = flags.FLAGS
-_DATASET = flags.DEFINE_string("dataset", None, "Registry name (vlcs, pacs, office_home, terra_incognita, domain_net, pacs_mini, vlcs_mini) or your own folder PATH/<domain>/<class>/<image>.")
-_TFDS_DIR = flags.DEFINE_string("tfds_dir", None, "The TFDS data dir receiving the shards.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder holding the downloaded registered datasets (apps/download.py).")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Prepare again a dataset whose folder changed since it was prepared.")
+flags.DEFINE_bool("overwrite", False, "Prepare again a dataset whose folder changed since it was prepared.", allow_override=True)
 
 
 def main(argv):
@@ -37,15 +38,14 @@ def main(argv):
     import tensorflow_datasets as tfds
 
     tfds.display_progress_bar(False)
+    if TFDS_DIR.value is None:
+        sys.exit("prepare: error: --tfds_dir is required: the TFDS data dir receiving the shards.")
     try:
-        folder = prepare(
-            _DATASET.value, _TFDS_DIR.value, _DATA_DIR.value, overwrite=_OVERWRITE.value
-        )
+        folder = prepare(DATASET.value, TFDS_DIR.value, DATA_DIR.value, overwrite=FLAGS.overwrite)
     except (ValueError, DatasetNotFoundError) as error:
         sys.exit(f"prepare: error: {' '.join(str(error).split())}")
-    print(f"{_DATASET.value} is prepared in {folder}")
+    print(f"{DATASET.value} is prepared in {folder}")
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["dataset", "tfds_dir"])
     app.run(main)

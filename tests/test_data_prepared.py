@@ -188,3 +188,15 @@ def test_two_processes_evaluation_shares_give_the_one_process_logits(prepared_vl
     assert [len(actual[name]) for name in splits] == [len(prepared[0]), 5]
     for name in splits:
         np.testing.assert_array_equal(actual[name], expected[name])
+
+
+def test_finetune_on_an_unprepared_dataset_names_the_command_and_writes_nothing(tmp_path):
+    app = load_app("finetune")
+    output_dir = tmp_path / "run"
+    message = run_app(app, "finetune", "--dataset=vlcs_mini", "--data_source=tfds",
+                      f"--tfds_dir={tmp_path}", f"--output_dir={output_dir}")
+    assert message.startswith("finetune: error: Dataset 'vlcs_mini' is not prepared in")
+    assert f"python apps/prepare.py --dataset=vlcs_mini --tfds_dir={tmp_path}" in message
+    assert not output_dir.exists()
+    assert "--tfds_dir names the prepared shards" in run_app(
+        app, "finetune", "--dataset=vlcs_mini", "--data_source=tfds")
