@@ -247,6 +247,7 @@ class _ExampleTable:
             )
 
         def replace(indices, *keys_and_contents):
+            del keys_and_contents
             images = gray_images(tf.gather(self.paths, indices), image_size)
             return images, tf.gather(self.labels, indices)
 

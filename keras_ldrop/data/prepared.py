@@ -112,7 +112,8 @@ class DomainImages(tfds.core.GeneratorBasedBuilder):
     (domain after domain); DomainBed's in/out splits are drawn from it by
     `split_in_out`, as from the folder. Features: `image` (the file's bytes),
     `label`, `domain` (class and domain names in the registry's order), `path`
-    (relative to the dataset's folder).
+    (relative to the dataset's folder). `files` is what `source_files` listed:
+    the records, and the index kept in `metadata.json`.
     """
 
     VERSION = tfds.core.Version(_VERSION)
@@ -121,7 +122,7 @@ class DomainImages(tfds.core.GeneratorBasedBuilder):
     # which it does not declare (4.9.10). This builder downloads nothing.
     code_path = None
 
-    def __init__(self, *, spec, data_dir_of_source=None, files=None, **kwargs):
+    def __init__(self, *, spec, files, data_dir_of_source=None, **kwargs):
         self.spec = spec
         self.data_dir_of_source = data_dir_of_source
         self.files = files
@@ -129,15 +130,13 @@ class DomainImages(tfds.core.GeneratorBasedBuilder):
         super().__init__(config=config, file_format="array_record", **kwargs)
 
     def _info(self):
-        metadata = tfds.core.MetadataDict()
-        if self.files is not None:
-            metadata.update(
-                domains=list(self.spec.domains),
-                classes=list(self.spec.classes),
-                source=dataset_root(self.spec, self.data_dir_of_source).as_posix(),
-                files=self.files,
-                contents=dataset_contents(self.spec) if self.spec.is_user_data else None,
-            )
+        metadata = tfds.core.MetadataDict(
+            domains=list(self.spec.domains),
+            classes=list(self.spec.classes),
+            source=dataset_root(self.spec, self.data_dir_of_source).as_posix(),
+            files=self.files,
+            contents=dataset_contents(self.spec) if self.spec.is_user_data else None,
+        )
         return tfds.core.DatasetInfo(
             builder=self,
             features=tfds.features.FeaturesDict(
