@@ -141,6 +141,8 @@ def test_prepare_app_answers_bad_input_with_one_line(tmp_path, tiny_vlcs_tree):
     tfds_dir = str(tmp_path)
     assert run_app(app, "prepare", "--dataset=nope", f"--tfds_dir={tfds_dir}").startswith(
         "prepare: error: Unknown dataset 'nope'")
+    assert run_app(app, "prepare", "--dataset=vlcs_mini").startswith(
+        "prepare: error: --tfds_dir is required")
     assert "looked for the folder /no/such/PACS" in run_app(
         app, "prepare", "--dataset=pacs", "--data_dir=/no/such", f"--tfds_dir={tfds_dir}")
     with pytest.raises(PreparedDatasetError, match=(

@@ -26,7 +26,9 @@ Example:
 [('caltech', 55), ('labelme', 77), ('sun', 55)]
 """
 
+import contextlib
 import hashlib
+import io
 import os
 import shutil
 
@@ -204,11 +206,12 @@ def prepare(dataset, tfds_dir, data_dir=None, overwrite=False):
     builder = DomainImages(
         spec=spec, data_dir_of_source=data_dir, files=files, data_dir=os.fspath(tfds_dir)
     )
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            try_download_gcs=False, verify_ssl=False
+    # TFDS prints "Downloading and preparing dataset Unknown size ..." and
+    # "... downloaded and prepared" to stdout: nothing is downloaded here.
+    with contextlib.redirect_stdout(io.StringIO()):
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
         )
-    )
     return folder
 
 
