@@ -132,6 +132,13 @@ def test_a_changed_folder_is_named_and_refused_until_prepared_again(user_tree, t
         prepare(user_tree, tfds_dir)
     with pytest.raises(PreparedDatasetError, match="domain 'site_a' had 12 files, now 11"):
         load_prepared_domains(user_tree, tfds_dir)
+    (user_tree / "site_d" / "cat").mkdir(parents=True)
+    (user_tree / "site_a" / "dog" / "dog_0.jpg").rename(user_tree / "site_d" / "cat" / "0.jpg")
+    with pytest.raises(PreparedDatasetError, match=r"now has domains \['site_a', 'site_b', 'site_c', 'site_d'\]"):
+        load_prepared_domains(user_tree, tfds_dir)
+    (user_tree / "site_d" / "cat" / "0.jpg").rename(user_tree / "site_a" / "dog" / "dog_0.jpg")
+    (user_tree / "site_d" / "cat").rmdir()
+    (user_tree / "site_d").rmdir()
     prepare(user_tree, tfds_dir, overwrite=True)
     assert [len(d) for d in load_prepared_domains(user_tree, tfds_dir)] == [11, 8, 12]
 

@@ -266,11 +266,19 @@ def load_prepared_domains(dataset, tfds_dir):
 
     Raises:
         PreparedDatasetError: the dataset is not prepared in `tfds_dir` (the
-            message gives the command that prepares it), or a user's folder
-            now holds other domains or classes than when it was prepared.
+            message gives the command that prepares it), its domains or
+            classes are not those it was prepared with, or a user's folder
+            changed since (domains, classes, files per domain).
     """
     spec = resolve_dataset(dataset)
     metadata = _prepared_metadata(spec, tfds_dir)
+    prepared_order = (metadata["domains"], metadata["classes"])
+    if prepared_order != (list(spec.domains), list(spec.classes)):
+        raise PreparedDatasetError(
+            f"{spec.name!r} was prepared in {tfds_dir} with domains {prepared_order[0]} "
+            f"and classes {prepared_order[1]}; it now has domains {list(spec.domains)} "
+            f"and classes {list(spec.classes)}. Prepare it again with --overwrite."
+        )
     if spec.is_user_data:
         changes = describe_changes(metadata["contents"], dataset_contents(spec))
         if changes:
