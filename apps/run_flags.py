@@ -11,7 +11,7 @@ app: one value in `finetune.py`, a list in `sweep.py`.
 from absl import flags
 
 from keras_ldrop.training import FinetuneConfig
-from keras_ldrop.training.config import DISTRIBUTIONS, PRECISIONS
+from keras_ldrop.training.config import DATA_SOURCES, DISTRIBUTIONS, PRECISIONS
 
 _DEFAULTS = FinetuneConfig()
 
@@ -29,6 +29,8 @@ FREEZE_BN = flags.DEFINE_boolean("freeze_bn", _DEFAULTS.freeze_batchnorm, "Keep 
 AUGMENT_EVALUATION = flags.DEFINE_boolean("augment_evaluation", _DEFAULTS.augment_evaluation, "Evaluate the training domains' in/out splits with the training augmentation (one draw per image, fixed for the run), as DomainBed and the paper do; --noaugment_evaluation evaluates them clean. The test domains are always clean.")
 AVERAGE_START = flags.DEFINE_integer("average_start", None, "First update of the weight average and trajectory ensemble. Default: 300 or the first checkpoint.")
 DISTRIBUTION = flags.DEFINE_enum("distribution", _DEFAULTS.distribution, DISTRIBUTIONS, "data_parallel: split each batch across every device (JAX: keras.distribution.DataParallel, across processes too; TensorFlow: MirroredStrategy over the local GPUs; not available on torch). Not part of the run's settings: a run may resume with another.")
+DATA_SOURCE = flags.DEFINE_enum("data_source", _DEFAULTS.data_source, DATA_SOURCES, "folder: read the image files. tfds: read the shards `python apps/prepare.py --dataset=... --tfds_dir=DIR` wrote (same examples, splits and batches; in a multi-process run each process reads only its rows). Not part of the run's settings.")
+TFDS_DIR = flags.DEFINE_string("tfds_dir", None, "The TFDS data dir holding the prepared shards (--data_source=tfds).")
 OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "finetune: the run's folder, default runs/<dataset>-<hash of the settings> (the same command resumes it). sweep: the grid's folder, one subfolder per run, default runs/sweep-<dataset>.")
 
 
@@ -51,4 +53,6 @@ def shared_settings():
         average_start=AVERAGE_START.value,
         augment_evaluation=AUGMENT_EVALUATION.value,
         distribution=DISTRIBUTION.value,
+        data_source=DATA_SOURCE.value,
+        tfds_dir=TFDS_DIR.value,
     )

@@ -20,7 +20,7 @@ CORES = flags.DEFINE_integer(
 )
 
 
-def print_measurement(pipeline, training_domains, images, elapsed, cpu_seconds):
+def print_measurement(pipeline, training_domains, images, elapsed, cpu_seconds, **extra):
     """Prints the benchmark's one JSON line.
 
     Args:
@@ -29,6 +29,7 @@ def print_measurement(pipeline, training_domains, images, elapsed, cpu_seconds):
         images: images read while measuring.
         elapsed: wall-clock seconds measured.
         cpu_seconds: CPU seconds of every thread and worker over that time.
+        **extra: more fields of the line.
     """
     print(json.dumps({
         "pipeline": pipeline,
@@ -41,4 +42,5 @@ def print_measurement(pipeline, training_domains, images, elapsed, cpu_seconds):
         "images": images,
         "images_per_second": round(images / elapsed, 1),
         "cpu_ms_per_image": round(1000 * cpu_seconds / images, 2),
+        **extra,
     }))

@@ -99,7 +99,7 @@ def test_in_memory_evaluation_dataset():
 
 def test_mixed_or_empty_domains_are_rejected(tmp_path):
     files = _file_domain(tmp_path / "files", 0, (1, 2, 3))
-    with pytest.raises(ValueError, match="all hold file paths or all hold in-memory"):
+    with pytest.raises(ValueError, match="all hold file paths, all prepared records or all in-memory images"):
         training_dataset([files, _constant_domain(1, 0)], 2, 8)
     empty = DomainExamples("empty", labels=[], paths=[])
     with pytest.raises(ValueError, match="Domains \\['empty'\\] hold no examples"):

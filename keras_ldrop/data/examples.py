@@ -1,4 +1,4 @@
-"""The examples of one domain: image file paths or in-memory images, with labels.
+"""The examples of one domain: image files (in a folder or in prepared shards) or in-memory images, with labels.
 
 Example:
 
@@ -18,19 +18,26 @@ import numpy as np
 class DomainExamples:
     """One domain's examples, in a fixed order.
 
-    Exactly one of `paths` and `images` is given.
+    Exactly one of `paths` and `images` is given. With `records`, the files
+    are read from a prepared dataset's shards (`keras_ldrop.data.prepared`)
+    at `rows`, and `paths` only names them.
 
     Attributes:
         name: the domain's name.
         labels: int32 class indices, one per example.
         paths: image file paths (the photo datasets), or `None`.
         images: uint8 RGB images `[N, H, W, 3]` (the MNIST family), or `None`.
+        records: the `RecordSource` holding the files' bytes, or `None` (the
+            files are read from `paths`).
+        rows: with `records`, each example's int64 row in it.
     """
 
     name: str
     labels: np.ndarray
     paths: tuple[str, ...] | None = None
     images: np.ndarray | None = None
+    records: object | None = None
+    rows: np.ndarray | None = None
 
     def __post_init__(self):
         labels = np.asarray(self.labels, dtype=np.int32)
@@ -60,6 +67,19 @@ class DomainExamples:
             raise ValueError(
                 f"Domain {self.name!r}: {count} examples but {len(labels)} labels."
             )
+        if (self.records is None) != (self.rows is None) or (
+            self.records is not None and self.paths is None
+        ):
+            raise ValueError(
+                f"Domain {self.name!r}: `records` and `rows` go together, with `paths`."
+            )
+        if self.rows is not None:
+            rows = np.asarray(self.rows, dtype=np.int64)
+            if rows.shape != labels.shape:
+                raise ValueError(
+                    f"Domain {self.name!r}: {len(labels)} labels but rows of shape {rows.shape}."
+                )
+            object.__setattr__(self, "rows", rows)
 
     def __len__(self):
         return len(self.labels)
@@ -69,6 +89,10 @@ class DomainExamples:
         indices = np.asarray(indices, dtype=np.int64)
         if self.paths is not None:
             return DomainExamples(
-                self.name, self.labels[indices], paths=[self.paths[i] for i in indices]
+                self.name,
+                self.labels[indices],
+                paths=[self.paths[i] for i in indices],
+                records=self.records,
+                rows=None if self.rows is None else self.rows[indices],
             )
         return DomainExamples(self.name, self.labels[indices], images=self.images[indices])

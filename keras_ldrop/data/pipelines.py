@@ -167,19 +167,25 @@ _augment_colors_compiled = tf.function(augment_colors, jit_compile=True)
 
 
 class _ExampleTable:
-    """All examples of some domains in one table, addressed by a global index."""
+    """All examples of some domains in one table, addressed by a global index.
+
+    The examples are in-memory images, files read by path, or files read
+    from a prepared dataset's shards (`prepared.RecordSource`).
+    """
 
     def __init__(self, domains):
-        kinds = {domain.paths is None for domain in domains}
+        kinds = {_kind(domain) for domain in domains}
         if len(kinds) != 1:
             raise ValueError(
-                "Domains must all hold file paths or all hold in-memory images, "
-                f"received {[domain.name for domain in domains]} mixing both."
+                "Domains must all hold file paths, all prepared records or all "
+                f"in-memory images, received {[domain.name for domain in domains]} "
+                f"mixing {sorted(kinds)}."
             )
         empty = [domain.name for domain in domains if len(domain) == 0]
         if empty:
             raise ValueError(f"Domains {empty} hold no examples.")
-        self.in_memory = kinds == {True}
+        (self.kind,) = kinds
+        self.in_memory = self.kind == "images"
         self.sizes = [len(domain) for domain in domains]
         self.offsets = np.cumsum([0] + self.sizes[:-1]).tolist()
         self.labels = tf.constant(np.concatenate([domain.labels for domain in domains]))
@@ -190,9 +196,21 @@ class _ExampleTable:
             self.images = tf.constant(np.concatenate([domain.images for domain in domains]))
         else:
             self.paths = tf.constant([path for domain in domains for path in domain.paths])
+        if self.kind == "records":
+            sources = {id(domain.records): domain.records for domain in domains}
+            if len(sources) != 1:
+                raise ValueError(
+                    "Domains read from prepared records must come from one prepared "
+                    f"dataset, received {len(sources)}."
+                )
+            (self.records,) = sources.values()
+            self.rows = tf.constant(np.concatenate([domain.rows for domain in domains]))
 
-    def load(self, index, key, image_size, augment):
-        """Returns the float32 image and int32 label of example `index`."""
+    def load(self, index, key, image_size, augment, contents=None):
+        """Returns the float32 image and int32 label of example `index`.
+
+        `contents`: the file's bytes when already read (prepared records).
+        """
         if self.in_memory:
             image = tf.gather(self.images, index)
             if augment:
@@ -200,7 +218,8 @@ class _ExampleTable:
                 image = _crop(image, box)
             image = _resize(image, image_size)
         else:
-            contents = tf.io.read_file(tf.gather(self.paths, index))
+            if contents is None:
+                contents = tf.io.read_file(tf.gather(self.paths, index))
             if augment:
                 image = _decode_random_crop(contents, sub_key(key, 0), image_size)
             else:
@@ -214,11 +233,11 @@ class _ExampleTable:
 
         A file that fails to decode becomes a gray image (see `safe_decode`).
         In memory, a last batch short of `rows_per_step` rows is dropped
-        when `drop_remainder`.
+        when `drop_remainder`. Prepared records are read a batch at a time.
         """
 
-        def load(index, key):
-            return self.load(index, key, image_size, augment)
+        def load(index, key, *contents):
+            return self.load(index, key, image_size, augment, *contents)
 
         if self.in_memory:
             return (
@@ -227,12 +246,48 @@ class _ExampleTable:
                 .batch(rows_per_step, drop_remainder=drop_remainder)
             )
 
-        def replace(indices, keys):
-            del keys
+        def replace(indices, *keys_and_contents):
+            del keys_and_contents
             images = gray_images(tf.gather(self.paths, indices), image_size)
             return images, tf.gather(self.labels, indices)
 
+        if self.kind == "records":
+            plans = plans.map(
+                lambda indices, keys: (
+                    indices, keys, self.records.read(tf.gather(self.rows, indices))
+                ),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
         return load_batches(plans, load, replace)
+
+
+def _kind(domain):
+    if domain.paths is None:
+        return "images"
+    return "files" if domain.records is None else "records"
+
+
+def process_rows(rows, process_index, process_count):
+    """The slice of a batch's `rows` rows that process `process_index` of
+    `process_count` takes: the part Keras' data parallelism gives it
+    (`rebatch(rows // process_count).shard(process_count, process_index)`).
+
+    >>> process_rows(96, 1, 2)
+    slice(48, 96, None)
+    """
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(
+            f"process_index must be in [0, process_count), received "
+            f"process_index={process_index}, process_count={process_count}."
+        )
+    if rows % process_count:
+        raise ValueError(
+            f"A batch of {rows} rows does not split evenly across "
+            f"{process_count} processes."
+        )
+    share = rows // process_count
+    return slice(process_index * share, (process_index + 1) * share)
 
 
 def _available_cores():
@@ -256,6 +311,8 @@ def training_dataset(
     start_step=0,
     augment=None,
     num_threads=None,
+    process_index=0,
+    process_count=1,
 ):
     """The endless training stream over several domains.
 
@@ -273,17 +330,24 @@ def training_dataset(
             in-memory MNIST family (which is only resized).
         num_threads: threads of the pipeline's private pool (default: all
             cores).
+        process_index: this process's index in a multi-process run.
+        process_count: the run's processes. Each process reads and decodes
+            only its part of every global batch (`process_rows`: the rows
+            Keras' data parallelism would give it), and the parts of all
+            processes, concatenated in process order, are the global batch.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: images float32
-        `[batch_size * len(domains), image_size, image_size, 3]` RGB with
-        values in [0, 255] (not normalised), labels int32; block `i` of
-        `batch_size` rows comes from `domains[i]`. A file that fails to
-        decode gives a gray image (see the module docstring).
+        `[batch_size * len(domains) / process_count, image_size, image_size, 3]`
+        RGB with values in [0, 255] (not normalised), labels int32; in the
+        global batch, block `i` of `batch_size` rows comes from `domains[i]`.
+        A file that fails to decode gives a gray image (see the module
+        docstring).
     """
     table = _ExampleTable(domains)
     if augment is None:
         augment = not table.in_memory
+    share = process_rows(batch_size * len(domains), process_index, process_count)
     base_key = tf.constant([seed, 0], tf.int64)
 
     def step_plan(step):
@@ -300,11 +364,11 @@ def training_dataset(
                     [batch_size, 2], sub_key(domain_key, 1), None, None, tf.int64, alg="philox"
                 )
             )
-        return tf.concat(indices, 0), tf.concat(keys, 0)
+        return tf.concat(indices, 0)[share], tf.concat(keys, 0)[share]
 
     plans = tf.data.Dataset.counter(start=start_step).map(step_plan)
     dataset = table.load_steps(
-        plans, batch_size * len(domains), image_size, augment
+        plans, share.stop - share.start, image_size, augment
     ).prefetch(tf.data.AUTOTUNE)
     return _with_options(dataset, num_threads)
 
@@ -343,7 +407,13 @@ def evaluation_dataset(
 
 
 def evaluation_pass(
-    example_sets, image_size=224, batch_size=64, num_threads=None, augment_seeds=None
+    example_sets,
+    image_size=224,
+    batch_size=64,
+    num_threads=None,
+    augment_seeds=None,
+    process_index=0,
+    process_count=1,
 ):
     """`evaluation_dataset` of several sets at once: one pipeline, one pass.
 
@@ -361,10 +431,17 @@ def evaluation_pass(
             cores).
         augment_seeds: `None`, or one int seed per set: the training
             augmentation, as `evaluation_dataset`'s `augment_seed`.
+        process_index: this process's index in a multi-process run.
+        process_count: the run's processes. With several, the last batch
+            is padded to `batch_size` rows by repeating its last example, and
+            each process reads and decodes only its rows of every batch
+            (`process_rows`); the processes' parts, concatenated in process
+            order, are the padded batch.
     """
     table = _ExampleTable(example_sets)
+    total = sum(table.sizes)
     if augment_seeds is None:
-        keys = tf.zeros([sum(table.sizes), 2], tf.int64)
+        keys = tf.zeros([total, 2], tf.int64)
     else:
         keys = tf.concat(
             [
@@ -377,8 +454,35 @@ def evaluation_pass(
             axis=0,
         )
     plans = tf.data.Dataset.from_tensor_slices(
-        (tf.range(sum(table.sizes), dtype=tf.int64), keys)
+        (tf.range(total, dtype=tf.int64), keys)
     ).batch(batch_size)
+    rows_per_batch = batch_size
+    if process_count > 1:
+        share = process_rows(batch_size, process_index, process_count)
+        rows_per_batch = share.stop - share.start
+
+        def padded_share(indices, keys):
+            missing = batch_size - tf.shape(indices)[0]
+            return tuple(
+                tf.concat([rows, tf.repeat(rows[-1:], missing, axis=0)], 0)[share]
+                for rows in (indices, keys)
+            )
+
+        plans = plans.map(padded_share)
     augment = augment_seeds is not None and not table.in_memory
-    dataset = table.load_steps(plans, batch_size, image_size, augment, drop_remainder=False)
+    dataset = table.load_steps(
+        plans, rows_per_batch, image_size, augment, drop_remainder=False
+    )
     return _with_options(dataset.prefetch(tf.data.AUTOTUNE), num_threads)
+
+
+def padded_pass_rows(examples, batch_size, process_count):
+    """Rows of an `evaluation_pass` of `examples` examples over its processes'
+    parts: the examples, then the last batch's padding (none for one process).
+
+    >>> padded_pass_rows(10, 4, 2), padded_pass_rows(10, 4, 1)
+    (12, 10)
+    """
+    if process_count == 1:
+        return examples
+    return -(-examples // batch_size) * batch_size

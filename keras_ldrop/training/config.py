@@ -21,10 +21,11 @@ from keras_ldrop.offline_presets import OFFLINE_PRESET_NAME
 PAPER_BACKBONE = "hf://timm/resnet50.tv2_in1k"
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DISTRIBUTIONS = ("none", "data_parallel")
+DATA_SOURCES = ("folder", "tfds")
 # Fields that say how a run computes, not what: left out of its identity
 # (`config.json`, finetune's default folder hash, the check on resume), so
-# that a run can resume on other devices.
-_EXECUTION_FIELDS = ("distribution",)
+# that a run can resume on other devices, or read its data from elsewhere.
+_EXECUTION_FIELDS = ("distribution", "data_source", "tfds_dir")
 # The weight average and the trajectory ensemble start here, as in the paper.
 AVERAGING_START_STEP = 300
 
@@ -77,6 +78,11 @@ class FinetuneConfig:
         distribution: `none` (one device) or `data_parallel` (each batch
             split across every device; see `keras_ldrop.training.distribution`).
             Not part of the run's identity: a run may resume with another.
+        data_source: `folder` (read the image files) or `tfds` (read the
+            dataset's prepared shards in `tfds_dir`, `apps/prepare.py`: the
+            same examples, splits and batches; in a multi-process run each
+            process decodes only its share). Not part of the run's identity.
+        tfds_dir: the TFDS data dir holding the prepared shards (`tfds` only).
         dataset_contents: for a user's dataset, what `resolve` read of it
             (path, domains, classes, files per domain); recorded in
             `config.json`, so that a resume on a changed folder is refused.
@@ -103,6 +109,8 @@ class FinetuneConfig:
     average_start: int | None = None
     augment_evaluation: bool = True
     distribution: str = dataclasses.field(default="none", compare=False)
+    data_source: str = dataclasses.field(default="folder", compare=False)
+    tfds_dir: str | None = dataclasses.field(default=None, compare=False)
     dataset_contents: dict | None = dataclasses.field(default=None, hash=False)
 
     def resolve(self):
@@ -178,6 +186,17 @@ class FinetuneConfig:
                 f"--distribution must be one of {', '.join(DISTRIBUTIONS)}; "
                 f"received {self.distribution!r}."
             )
+        if self.data_source not in DATA_SOURCES:
+            raise ConfigError(
+                f"--data_source must be one of {', '.join(DATA_SOURCES)}; "
+                f"received {self.data_source!r}."
+            )
+        if (self.data_source == "tfds") != (self.tfds_dir is not None):
+            raise ConfigError(
+                "--tfds_dir names the prepared shards that --data_source=tfds reads, "
+                "and only then: received "
+                f"--data_source={self.data_source} --tfds_dir={self.tfds_dir}."
+            )
         domains = len(spec.domains)
         for env in self.test_envs:
             if not isinstance(env, numbers.Integral) or not 0 <= env < domains:
@@ -212,7 +231,8 @@ class FinetuneConfig:
         return tuple(sorted(drop for drop in drops if drop < self.steps))
 
     def to_json(self, with_dataset_contents=True):
-        """The settings that define the run (all but `distribution`).
+        """The settings that define the run (all but `distribution`, `data_source`
+        and `tfds_dir`).
 
         Args:
             with_dataset_contents: include what was read of a user's dataset

@@ -74,6 +74,11 @@ class RunDistribution:
             process (empty for `"none"`).
         is_main_process: whether this process writes the run's files (false
             only in processes 1, 2, ... of a multi-process JAX run).
+        process_index, process_count: this process's index and the number of
+            processes (0 and 1 but in a multi-process JAX run). Each process
+            gives `fit` its own rows of every global batch (the training
+            stream's `process_index`/`process_count`): Keras does not shard
+            the stream again.
 
     Raises:
         ConfigError: an unknown `name`, a backend without data parallelism
@@ -91,11 +96,15 @@ class RunDistribution:
         self.global_batch_size = global_batch_size
         self.devices = ()
         self.is_main_process = True
+        self.process_index, self.process_count = 0, 1
         self._strategy = None
         if name == "none":
             return
         if self.backend == "jax":
-            self.devices, self._strategy, self.is_main_process = _jax_data_parallel()
+            self.devices, self._strategy, self.process_index, self.process_count = (
+                _jax_data_parallel()
+            )
+            self.is_main_process = self.process_index == 0
         elif self.backend == "tensorflow":
             self.devices, self._strategy = _tensorflow_mirrored()
         else:
@@ -131,7 +140,7 @@ class RunDistribution:
             return contextlib.nullcontext()
         return _without_keras_distribution()
 
-    def predictor(self, model):
+    def predictor(self, model, process_local=False):
         """An object whose `predict(dataset)` returns `model.predict`'s outputs.
 
         On JAX every batch is padded to a multiple of the devices (JAX splits
@@ -140,10 +149,27 @@ class RunDistribution:
 
         Args:
             model: the Keras model, built inside `scope()`.
+            process_local: in a multi-process run, each process's dataset
+                holds only its rows of every batch (`evaluation_pass` with
+                `process_index`/`process_count`), a multiple of its devices;
+                the outputs are every process's rows, batch after batch.
         """
         if self._strategy is not None and self.backend == "jax":
-            return _ShardedPredictor(model, self._strategy)
+            return _ShardedPredictor(
+                model, self._strategy, process_local and self.process_count > 1
+            )
         return model
+
+    def evaluation_batch_size(self, batch_size):
+        """`batch_size`, rounded up to a multiple of the devices in a
+        multi-process run (whose processes each take an even share).
+
+        >>> RunDistribution("none", 96).evaluation_batch_size(64)
+        64
+        """
+        if self.process_count == 1:
+            return batch_size
+        return -(-batch_size // len(self.devices)) * len(self.devices)
 
     def describe(self):
         """One line for the log, or `None` for `"none"`."""
@@ -175,8 +201,11 @@ def _jax_data_parallel():
     if joins and not jax.distributed.is_initialized():
         keras.distribution.initialize()
     devices = tuple(keras.distribution.list_devices())
-    strategy = keras.distribution.DataParallel(devices=list(devices))
-    return devices, strategy, jax.process_index() == 0
+    # Each process's training stream holds only its rows of every global batch.
+    strategy = keras.distribution.DataParallel(
+        devices=list(devices), auto_shard_dataset=False
+    )
+    return devices, strategy, jax.process_index(), jax.process_count()
 
 
 # One MirroredStrategy per set of devices and process: the collectives of a
@@ -270,14 +299,17 @@ class _ShardedPredictor:
     Every process reads the whole dataset. Each batch is padded, by repeating
     its last image, to a multiple of the devices and to at least the first
     batch's size (one compiled function for a batched dataset); the padding's
-    outputs are dropped and every process receives all the others.
+    outputs are dropped and every process receives all the others. With
+    `process_local`, each process reads only its rows of every (already
+    padded) batch, and receives every process's outputs.
     """
 
-    def __init__(self, model, data_parallel):
+    def __init__(self, model, data_parallel, process_local=False):
         import jax
 
         self.model = model
         self.data_parallel = data_parallel
+        self.process_local = process_local
         self.device_count = data_parallel.device_mesh.devices.size
 
         def forward(trainable, non_trainable, images):
@@ -304,6 +336,13 @@ class _ShardedPredictor:
         padded_size = 0
         for element in dataset.as_numpy_iterator():
             images = element[0] if isinstance(element, tuple) else element
+            if self.process_local:
+                global_shape = (len(images) * jax.process_count(), *images.shape[1:])
+                layout = self.data_parallel.get_data_layout(global_shape).backend_layout
+                batch = jax.make_array_from_process_local_data(layout, images, global_shape)
+                batches.append(self._forward(trainable, non_trainable, batch))
+                sizes.append(global_shape[0])
+                continue
             size = len(images)
             multiple = -(-size // self.device_count) * self.device_count
             padded_size = max(padded_size, multiple)

@@ -21,6 +21,7 @@ import functools
 import numpy as np
 
 from keras_ldrop.data import evaluation_pass, seed_hash, split_in_out
+from keras_ldrop.data.pipelines import padded_pass_rows
 
 AVERAGE_PREFIX = "average_"
 ENSEMBLE_PREFIX = "ensemble_"
@@ -71,28 +72,42 @@ class SplitPredictor:
             the others are evaluated clean.
         cache_bytes: the most memory the decoded images may take to be kept
             between calls (0: decode them at every call).
+        process_index, process_count: in a multi-process run, this process
+            reads and decodes only its rows of every batch
+            (`evaluation_pass`), and the model it is called with must be a
+            predictor that takes each process's rows and returns every
+            process's outputs (`RunDistribution.predictor(model,
+            process_local=True)`); `batch_size` must then split evenly
+            across the devices.
     """
 
     def __init__(
         self, splits, image_size, batch_size=64, augment_seeds=None,
-        cache_bytes=EVALUATION_CACHE_BYTES,
+        cache_bytes=EVALUATION_CACHE_BYTES, process_index=0, process_count=1,
     ):
         augment_seeds = augment_seeds or {}
+        share = dict(process_index=process_index, process_count=process_count)
         self.names = list(splits)
         self.sizes = {name: len(splits[name]) for name in self.names}
         clean = [name for name in self.names if self.sizes[name] and name not in augment_seeds]
         augmented = [name for name in self.names if self.sizes[name] and name in augment_seeds]
         passes = []
-        if clean:
-            passes.append(
-                evaluation_pass([splits[name] for name in clean], image_size, batch_size)
-            )
-        if augmented:
+        # Each pass's rows in the predictor's outputs: its examples, then
+        # the padding of its last batch in a multi-process run.
+        self.pass_rows = []
+        for names, seeds in ((clean, None), (augmented, augment_seeds)):
+            if not names:
+                continue
             passes.append(
                 evaluation_pass(
-                    [splits[name] for name in augmented], image_size, batch_size,
-                    augment_seeds=[augment_seeds[name] for name in augmented],
+                    [splits[name] for name in names], image_size, batch_size,
+                    augment_seeds=None if seeds is None else [seeds[name] for name in names],
+                    **share,
                 )
+            )
+            examples = sum(self.sizes[name] for name in names)
+            self.pass_rows.append(
+                (examples, padded_pass_rows(examples, batch_size, process_count))
             )
         if not passes:
             raise ValueError(f"Every split is empty: {self.names}.")
@@ -106,8 +121,14 @@ class SplitPredictor:
     def __call__(self, model):
         """`{split name: float32 logits}` of `model` (or of a distribution's predictor)."""
         logits = np.asarray(model.predict(self.dataset, verbose=0), dtype=np.float32)
-        if len(logits) != self.total:
-            raise RuntimeError(f"predict returned {len(logits)} rows for {self.total} examples.")
+        expected = sum(rows for _, rows in self.pass_rows)
+        if len(logits) != expected:
+            raise RuntimeError(f"predict returned {len(logits)} rows for {expected}.")
+        ends = np.cumsum([rows for _, rows in self.pass_rows])
+        logits = np.concatenate([
+            outputs[:examples]
+            for outputs, (examples, _) in zip(np.split(logits, ends[:-1]), self.pass_rows)
+        ])
         ends = np.cumsum([self.sizes[name] for name in self.order])
         by_name = dict(zip(self.order, np.split(logits, ends[:-1])))
         return {name: by_name.get(name, logits[:0]) for name in self.names}

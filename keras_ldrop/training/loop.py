@@ -38,6 +38,7 @@ import keras
 import keras_ldrop
 from keras_ldrop.data import load_domains, seed_hash, training_dataset
 from keras_ldrop.data.devices import share_accelerators_with_keras
+from keras_ldrop.data.prepared import load_prepared_domains
 from keras_ldrop.models import build_classifier
 from keras_ldrop.optimizers import SGD, step_decay
 from keras_ldrop.training import cpu_convolution, evaluation
@@ -52,6 +53,8 @@ from keras_ldrop.training.preemption import (
 )
 from keras_ldrop.training.progress import TrainingProgress
 from keras_ldrop.training.records import RunFiles, progress_line, writes_to
+
+EVALUATION_BATCH_SIZE = 64
 
 
 def _print_now(line):
@@ -149,7 +152,10 @@ class _Run:
         self.log = log
         self.distribution = distribution
         self.spec = config.spec()
-        domains = load_domains(self.spec, config.data_dir)
+        if config.data_source == "tfds":
+            domains = load_prepared_domains(self.spec, config.tfds_dir)
+        else:
+            domains = load_domains(self.spec, config.data_dir)
         self.splits = evaluation.domain_splits(
             domains, config.holdout_fraction, config.trial_seed
         )
@@ -162,7 +168,12 @@ class _Run:
             else {}
         )
         self.split_logits = evaluation.SplitPredictor(
-            self.splits, config.image_size, augment_seeds=self.augment_seeds
+            self.splits,
+            config.image_size,
+            batch_size=distribution.evaluation_batch_size(EVALUATION_BATCH_SIZE),
+            augment_seeds=self.augment_seeds,
+            process_index=distribution.process_index,
+            process_count=distribution.process_count,
         )
         self.model = self._build_model()
         self.optimizer = self.model.optimizer
@@ -278,6 +289,8 @@ class _Run:
                 image_size=config.image_size,
                 seed=config.seed,
                 start_step=self.step,
+                process_index=self.distribution.process_index,
+                process_count=self.distribution.process_count,
             )
             progress.at_step(self.step)
             started = time.perf_counter()
@@ -323,7 +336,7 @@ class _Run:
 
     def _evaluate(self, loss):
         config = self.config
-        predictor = self.distribution.predictor(self.model)
+        predictor = self.distribution.predictor(self.model, process_local=True)
         logits = self.split_logits(predictor)
         record = {"step": self.step, "epoch": self._epoch(), "loss": float(loss)}
         record.update(evaluation.accuracies(logits, self.splits))
