@@ -28,9 +28,9 @@ _BACKBONE = flags.DEFINE_string("backbone", None, "Anything build_classifier acc
 _JIT = flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "Keras compile(jit_compile=...).")
 _CONV_GRADIENTS = flags.DEFINE_enum(
     "conv_gradients", "auto", ["auto", "xla"],
-    "auto: the faster CPU convolutions where they help (JAX on CPU: matrix-product "
-    "gradients, shifted-product depthwise; keras_ldrop/training/cpu_convolution.py), "
-    "as fine-tuning does; xla: Keras' own.",
+    "auto: the faster convolutions where they help (JAX on CPU: matrix-product "
+    "gradients, shifted-product depthwise; torch: no layout copies; "
+    "keras_ldrop/training/cpu_convolution.py), as fine-tuning does; xla: Keras' own.",
 )
 
 

@@ -28,7 +28,7 @@ def test_side_by_side_prints_every_run_and_the_ratio_table(architecture):
     for run in runs:
         assert run["settings"]["image_size"] == 32 and len(run["step_seconds"]) == 2
         assert run["images_per_second"] > 0
-    assert ours["settings"]["cpu_convolutions"] is (backend == "jax")
+    assert ours["settings"]["cpu_convolutions"] is (backend in ("jax", "torch"))
     assert reference["settings"]["backbone"].startswith(architecture)
     assert ours["settings"]["backbone"] == architecture
     table = finished.stdout.split("vs reference")[1].splitlines()[1:]

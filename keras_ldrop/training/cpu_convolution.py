@@ -26,8 +26,10 @@ compute `shifted_depthwise.depthwise_conv`, differentiated by JAX.
 The values are XLA's up to float rounding (the sums run in another order).
 Grouped (other than depthwise), dilated, channels-first and non-2D
 convolutions keep Keras' own. `use_where_faster()` switches this on only where
-it was measured to help: the JAX backend running on CPU. The training loop and
-`benchmarks/train_step.py` call it.
+it was measured to help: the JAX backend running on CPU; on the torch backend
+it removes the layout copies around Keras' convolution instead
+(`torch_convolution.py`). The training loop and `benchmarks/train_step.py`
+call it.
 
 Example:
 
@@ -40,17 +42,24 @@ import functools
 
 import keras
 
-from keras_ldrop.training import shifted_depthwise
+from keras_ldrop.training import shifted_depthwise, torch_convolution
 
 _KERAS_CONVOLUTIONS = {}
 
 
 def use_where_faster():
-    """Uses the faster convolutions if the backend is JAX on CPU.
+    """Uses the faster convolutions where they were measured to help.
+
+    JAX on CPU: `use_cpu_convolutions()`. torch (any device: the kernels see
+    the same tensors as in Keras' own): Keras' convolution without its layout
+    copies, `torch_convolution.use_zero_copy_convolutions()`.
 
     Returns:
         Whether they are in use.
     """
+    if keras.backend.backend() == "torch":
+        torch_convolution.use_zero_copy_convolutions()
+        return True
     if keras.backend.backend() != "jax":
         return False
     import jax

@@ -65,9 +65,10 @@ def train_and_evaluate(config, output_dir, log=_print_now, callbacks=()):
     """Fine-tunes, evaluates and checkpoints one run; resumes if interrupted.
 
     Under JAX on a CPU it computes convolution gradients as matrix products
-    and depthwise convolutions as shifted products
-    (`cpu_convolution.use_where_faster()`: XLA's values up to float rounding;
-    a ResNet-50 step ran 1.9x faster).
+    and depthwise convolutions as shifted products (XLA's values up to float
+    rounding; a ResNet-50 step ran 1.9x faster); under torch it drops the
+    layout copies around Keras' convolution (same values bit for bit);
+    see `cpu_convolution.use_where_faster()`.
 
     Args:
         config: a `FinetuneConfig` (resolved here).

@@ -1,0 +1,114 @@
+"""Keras' torch convolution without its two layout copies.
+
+For channels-last inputs, Keras 3.15's torch `conv` permutes the NHWC tensor
+to NCHW and makes it contiguous (a copy), then converts it back to the
+channels-last memory format (a second copy) for oneDNN. But a permuted NHWC
+tensor already *is* an NCHW tensor in channels-last memory format, so
+`use_zero_copy_convolutions()` hands the permuted view (and the kernel in
+channels-last format) straight to `torch.nn.functional.conv2d`. oneDNN sees
+the same bytes in the same layout, so the outputs and gradients are Keras'
+own, bit for bit; an EfficientNet-Lite0 fine-tuning step (64 images at
+96 px, one thread) went from 1.54-1.58 to 1.16-1.19 CPU seconds
+(BUILD_NOTES.md, "The torch backend"). It covers `Conv2D`, `DepthwiseConv2D`
+and `SeparableConv2D` (Keras' torch `depthwise_conv` calls `conv`);
+channels-first, dilated-with-"same", 1D and 3D convolutions keep Keras' own.
+
+Example:
+
+>>> import keras
+>>> from keras_ldrop.training import torch_convolution
+>>> if keras.backend.backend() == "torch":
+...     torch_convolution.use_zero_copy_convolutions()
+"""
+
+import keras
+
+_KERAS_CONV = {}
+
+
+def use_zero_copy_convolutions():
+    """Makes Keras' torch `conv` pass its channels-last tensors without copies.
+
+    Idempotent; `use_keras_convolutions()` undoes it.
+
+    Raises:
+        RuntimeError: the Keras backend is not torch.
+    """
+    if keras.backend.backend() != "torch":
+        raise RuntimeError(
+            "Zero-copy convolutions are for the torch backend; "
+            f"KERAS_BACKEND is {keras.backend.backend()!r}."
+        )
+    from keras.src.backend.torch import nn
+
+    if not _KERAS_CONV:
+        _KERAS_CONV["conv"] = nn.conv
+    nn.conv = _conv
+
+
+def use_keras_convolutions():
+    """Restores Keras' own torch `conv`."""
+    if _KERAS_CONV:
+        from keras.src.backend.torch import nn
+
+        nn.conv = _KERAS_CONV.pop("conv")
+
+
+def uses_zero_copy_convolutions():
+    """Whether `use_zero_copy_convolutions()` is in effect."""
+    return bool(_KERAS_CONV)
+
+
+def _pair(value):
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(value)
+    return value if len(value) == 2 else None
+
+
+def _same_padding(size, kernel, stride):
+    """TensorFlow's "same" padding of one dimension: `(before, after)`."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    import torch
+    from keras.src.backend.torch.core import convert_to_tensor
+
+    data_format = data_format or keras.config.image_data_format()
+    pair_strides, dilation = _pair(strides), _pair(dilation_rate)
+    if (
+        data_format != "channels_last"
+        or len(inputs.shape) != 4
+        or len(kernel.shape) != 4
+        or pair_strides is None
+        or dilation is None
+        or padding.lower() not in ("valid", "same")
+        or (padding.lower() == "same" and dilation != (1, 1))
+        or inputs.shape[-1] % kernel.shape[-2]
+    ):
+        return _KERAS_CONV["conv"](inputs, kernel, strides, padding, data_format, dilation_rate)
+    inputs = convert_to_tensor(inputs).permute(0, 3, 1, 2)
+    kernel = convert_to_tensor(kernel).permute(3, 2, 0, 1)
+    inputs = inputs.contiguous(memory_format=torch.channels_last)
+    kernel = kernel.contiguous(memory_format=torch.channels_last)
+    pads = (0, 0)
+    if padding.lower() == "same":
+        (top, bottom), (left, right) = (
+            _same_padding(inputs.shape[2 + axis], kernel.shape[2 + axis], pair_strides[axis])
+            for axis in (0, 1)
+        )
+        if (top, left) == (bottom, right):
+            pads = (top, left)
+        else:
+            inputs = torch.nn.functional.pad(inputs, (left, right, top, bottom))
+    outputs = torch.nn.functional.conv2d(
+        inputs,
+        kernel,
+        stride=pair_strides,
+        padding=pads,
+        dilation=dilation,
+        groups=inputs.shape[1] // kernel.shape[1],
+    )
+    return outputs.permute(0, 2, 3, 1)
