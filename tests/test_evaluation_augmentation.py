@@ -59,11 +59,13 @@ def test_a_run_augments_its_training_domains_only_and_trains_the_same(
 ):
     seeds_asked = {}
 
-    def remembering(example_sets, image_size, batch_size, augment_seeds=None):
+    def remembering(example_sets, image_size, batch_size, augment_seeds=None, **share):
         for index, examples in enumerate(example_sets):
             seed = None if augment_seeds is None else augment_seeds[index]
             seeds_asked.setdefault(examples.name, set()).add(seed)
-        return evaluation_pass(example_sets, image_size, batch_size, augment_seeds=augment_seeds)
+        return evaluation_pass(
+            example_sets, image_size, batch_size, augment_seeds=augment_seeds, **share
+        )
 
     monkeypatch.setattr(evaluation, "evaluation_pass", remembering)
     augmented = tiny_config(
