@@ -6,7 +6,7 @@ than the same arithmetic written as matrix products. On a 2-core CPU, a 1x1
 convolution 512 -> 128 on 96 x 14 x 14 inputs took 22 ms forward and 180 ms
 with both gradients, 59 ms with the gradients below; a ResNet-50 fine-tuning
 step (112 px, 96 images) went from 10.45 to 5.53 s. Its grouped (depthwise)
-convolutions are slow in both directions: 6-13x slower with gradients than
+convolutions are slow in both directions: 5-12x slower with gradients than
 shifted products. See `benchmarks/conv_gradients.py`,
 `benchmarks/depthwise_conv.py`, `benchmarks/compare_steps.py` and
 BUILD_NOTES.md, "Fine-tuning step speed on this CPU".
@@ -105,8 +105,8 @@ def uses_cpu_convolutions():
     return bool(_KERAS_CONVOLUTIONS)
 
 
-def _channels_last_2d(inputs, kernel, strides, padding, data_format, dilation_rate):
-    """The `(strides, pads)` our convolutions take, or `None` to keep Keras' own."""
+def _our_arguments(inputs, kernel, strides, padding, data_format, dilation_rate):
+    """`(inputs, kernel, strides, pads)` for our convolutions, or `None` to keep Keras' own."""
     data_format = data_format or keras.config.image_data_format()
     pair_strides = _pair(strides)
     if (
@@ -124,31 +124,29 @@ def _channels_last_2d(inputs, kernel, strides, padding, data_format, dilation_ra
     pads = lax.padtype_to_pads(
         inputs.shape[1:3], kernel.shape[:2], pair_strides, padding.upper()
     )
-    return pair_strides, tuple(map(tuple, pads))
+    kernel = keras.ops.convert_to_tensor(kernel)
+    inputs = keras.ops.convert_to_tensor(inputs, dtype=kernel.dtype)
+    return inputs, kernel, pair_strides, tuple(map(tuple, pads))
 
 
 def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
-    layout = _channels_last_2d(inputs, kernel, strides, padding, data_format, dilation_rate)
-    if layout is None:
+    ours = _our_arguments(inputs, kernel, strides, padding, data_format, dilation_rate)
+    if ours is None:
         return _KERAS_CONVOLUTIONS["conv"](
             inputs, kernel, strides, padding, data_format, dilation_rate
         )
-    kernel = keras.ops.convert_to_tensor(kernel)
-    inputs = keras.ops.convert_to_tensor(inputs, dtype=kernel.dtype)
-    return _convolution(inputs, kernel, *layout)
+    return _convolution(*ours)
 
 
 def _depthwise_conv(
     inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1
 ):
-    layout = _channels_last_2d(inputs, kernel, strides, padding, data_format, dilation_rate)
-    if layout is None:
+    ours = _our_arguments(inputs, kernel, strides, padding, data_format, dilation_rate)
+    if ours is None:
         return _KERAS_CONVOLUTIONS["depthwise_conv"](
             inputs, kernel, strides, padding, data_format, dilation_rate
         )
-    kernel = keras.ops.convert_to_tensor(kernel)
-    inputs = keras.ops.convert_to_tensor(inputs, dtype=kernel.dtype)
-    return shifted_depthwise.depthwise_conv(inputs, kernel, *layout)
+    return shifted_depthwise.depthwise_conv(*ours)
 
 
 def _pair(value):
