@@ -53,26 +53,25 @@ def values_and_gradients(convolve, inputs, kernel):
 
 
 CASES = [
-    # convolution, height, width, kernel shape, stride, padding
-    ("conv", 9, 9, (3, 3, 4, 6), 1, "same"),
-    ("conv", 10, 10, (3, 3, 4, 6), 2, "same"),  # padding 0 above, 1 below
-    ("conv", 11, 11, (7, 7, 3, 5), 2, "valid"),
-    ("conv", 10, 9, (1, 1, 4, 6), 2, "same"),
-    ("conv", 10, 10, (3, 1, 4, 6), (1, 2), "same"),
-    ("conv", 9, 9, (3, 3, 2, 6), 1, "same"),  # two groups
-    ("depthwise_conv", 12, 12, (5, 5, 5, 1), 2, "same"),
-    ("depthwise_conv", 9, 8, (3, 3, 4, 3), 1, "valid"),
+    # convolution, height, width, input channels, kernel shape, stride, padding
+    ("conv", 9, 9, 4, (3, 3, 4, 6), 1, "same"),
+    ("conv", 10, 10, 4, (3, 3, 4, 6), 2, "same"),  # padding 0 above, 1 below
+    ("conv", 11, 11, 3, (7, 7, 3, 5), 2, "valid"),
+    ("conv", 10, 9, 4, (1, 1, 4, 6), 2, "same"),
+    ("conv", 10, 10, 4, (3, 1, 4, 6), (1, 2), "same"),
+    ("conv", 9, 9, 4, (3, 3, 2, 6), 1, "same"),  # two groups
+    ("depthwise_conv", 12, 12, 5, (5, 5, 5, 1), 2, "same"),
+    ("depthwise_conv", 9, 8, 4, (3, 3, 4, 3), 1, "valid"),
 ]
 
 
 @torch_only
-@pytest.mark.parametrize("operation,height,width,kernel_shape,stride,padding", CASES)
+@pytest.mark.parametrize("operation,height,width,channels,kernel_shape,stride,padding", CASES)
 def test_same_values_and_gradients_as_keras(
-    zero_copy, operation, height, width, kernel_shape, stride, padding
+    zero_copy, operation, height, width, channels, kernel_shape, stride, padding
 ):
     rng = np.random.default_rng(0)
-    inputs = rng.normal(size=(2, height, width, 4 if kernel_shape[2] == 2 else kernel_shape[2]))
-    inputs = inputs.astype("float32")
+    inputs = rng.normal(size=(2, height, width, channels)).astype("float32")
     kernel = rng.normal(size=kernel_shape).astype("float32")
 
     def convolve(x, w):
