@@ -63,13 +63,13 @@ def test_keras_convolution_layers_go_through_them(cpu_convolutions, monkeypatch)
     assert calls == [((2, 2), ((0, 1), (0, 1)))]
 
 
-def conv_values_and_gradients(inputs, kernel, strides, padding, data_format="channels_last",
-                              dilation_rate=1):
+def values_and_gradients(operation, inputs, kernel, strides, padding):
+    """`operation(inputs, kernel, strides, padding)` and the gradients of a loss on it."""
     import jax
     import jax.numpy as jnp
 
     def loss(x, w):
-        y = keras.ops.conv(x, w, strides, padding, data_format, dilation_rate)
+        y = operation(x, w, strides, padding)
         return jnp.sum(jnp.sin(y)), y
 
     (_, outputs), gradients = jax.value_and_grad(loss, (0, 1), has_aux=True)(inputs, kernel)
@@ -98,9 +98,9 @@ def test_same_values_and_gradients_as_xla(
     size = size if isinstance(size, tuple) else (size, size)
     inputs = rng.normal(size=(2, height, width, cin)).astype("float32")
     kernel = rng.normal(size=(*size, cin, cout)).astype("float32")
-    ours = conv_values_and_gradients(inputs, kernel, stride, padding)
+    ours = values_and_gradients(keras.ops.conv, inputs, kernel, stride, padding)
     cpu_convolution.use_xla_convolutions()
-    xla = conv_values_and_gradients(inputs, kernel, stride, padding)
+    xla = values_and_gradients(keras.ops.conv, inputs, kernel, stride, padding)
     cpu_convolution.use_cpu_convolutions()
     np.testing.assert_array_equal(ours[0], xla[0])  # the forward pass is XLA's
     for mine, reference in zip(ours[1:], xla[1:]):
@@ -127,18 +127,6 @@ def test_grouped_dilated_and_channels_first_convolutions_are_keras_own(cpu_convo
         )
 
 
-def depthwise_values_and_gradients(inputs, kernel, strides, padding):
-    import jax
-    import jax.numpy as jnp
-
-    def loss(x, w):
-        y = keras.ops.depthwise_conv(x, w, strides, padding)
-        return jnp.sum(jnp.sin(y)), y
-
-    (_, outputs), gradients = jax.value_and_grad(loss, (0, 1), has_aux=True)(inputs, kernel)
-    return [np.asarray(outputs), *map(np.asarray, gradients)]
-
-
 DEPTHWISE_CASES = [
     # height, width, channels, multiplier, kernel, stride, padding
     (9, 9, 4, 1, 3, 1, "same"),
@@ -159,9 +147,9 @@ def test_depthwise_same_values_and_gradients_as_xla(
     size = size if isinstance(size, tuple) else (size, size)
     inputs = rng.normal(size=(2, height, width, channels)).astype("float32")
     kernel = rng.normal(size=(*size, channels, multiplier)).astype("float32")
-    ours = depthwise_values_and_gradients(inputs, kernel, stride, padding)
+    ours = values_and_gradients(keras.ops.depthwise_conv, inputs, kernel, stride, padding)
     cpu_convolution.use_xla_convolutions()
-    xla = depthwise_values_and_gradients(inputs, kernel, stride, padding)
+    xla = values_and_gradients(keras.ops.depthwise_conv, inputs, kernel, stride, padding)
     cpu_convolution.use_cpu_convolutions()
     for mine, reference in zip(ours, xla):
         assert mine.shape == reference.shape

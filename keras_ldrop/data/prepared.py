@@ -194,7 +194,9 @@ def prepare(dataset, tfds_dir, data_dir=None, overwrite=False):
     files = source_files(spec, data_dir)
     folder = prepared_dir(spec, tfds_dir)
     if os.path.isdir(folder):
-        changes = describe_file_changes(_prepared_metadata(spec, tfds_dir)["files"], files)
+        changes = describe_file_changes(
+            _prepared_builder(spec, tfds_dir).info.metadata["files"], files
+        )
         if not changes:
             return folder
         if not overwrite:
@@ -215,7 +217,7 @@ def prepare(dataset, tfds_dir, data_dir=None, overwrite=False):
     return folder
 
 
-def _prepared_metadata(spec, tfds_dir):
+def _prepared_builder(spec, tfds_dir):
     folder = prepared_dir(spec, tfds_dir)
     if not os.path.isdir(folder):
         target = spec.location or spec.name
@@ -224,7 +226,7 @@ def _prepared_metadata(spec, tfds_dir):
             f"Prepare it with: python apps/prepare.py --dataset={target} "
             f"--tfds_dir={tfds_dir}"
         )
-    return tfds.builder_from_directory(folder).info.metadata
+    return tfds.builder_from_directory(folder)
 
 
 class RecordSource:
@@ -232,11 +234,13 @@ class RecordSource:
 
     `read` is a TensorFlow op (a `tf.numpy_function` around the TFDS
     ArrayRecord data source, then `tf.io.parse_example`), for tf.data.
+
+    Args:
+        builder: the prepared dataset's builder (`tfds.builder_from_directory`).
     """
 
-    def __init__(self, folder):
-        self.folder = folder
-        builder = tfds.builder_from_directory(folder)
+    def __init__(self, builder):
+        self.folder = builder.data_dir
         self._records = builder.as_data_source(
             split=SPLIT, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES
         )
@@ -271,7 +275,8 @@ def load_prepared_domains(dataset, tfds_dir):
             changed since (domains, classes, files per domain).
     """
     spec = resolve_dataset(dataset)
-    metadata = _prepared_metadata(spec, tfds_dir)
+    builder = _prepared_builder(spec, tfds_dir)
+    metadata = builder.info.metadata
     prepared_order = (metadata["domains"], metadata["classes"])
     if prepared_order != (list(spec.domains), list(spec.classes)):
         raise PreparedDatasetError(
@@ -287,7 +292,7 @@ def load_prepared_domains(dataset, tfds_dir):
                 f"{changes}. Prepare it again: python apps/prepare.py "
                 f"--dataset={spec.location} --tfds_dir={tfds_dir} --overwrite"
             )
-    source = RecordSource(prepared_dir(spec, tfds_dir))
+    source = RecordSource(builder)
     domains, start = [], 0
     for domain in spec.domains:
         files = metadata["files"][domain]

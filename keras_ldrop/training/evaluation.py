@@ -113,8 +113,8 @@ class SplitPredictor:
             raise ValueError(f"Every split is empty: {self.names}.")
         self.order = clean + augmented
         self.dataset = functools.reduce(lambda first, then: first.concatenate(then), passes)
-        self.total = sum(self.sizes.values())
-        self.cached = self.total * image_size * image_size * 3 * 4 <= cache_bytes
+        total = sum(self.sizes.values())
+        self.cached = total * image_size * image_size * 3 * 4 <= cache_bytes
         if self.cached:
             self.dataset = self.dataset.cache()
 
