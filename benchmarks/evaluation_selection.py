@@ -42,7 +42,7 @@ CLEAN_RECORDS = "clean_records.json"
 
 
 class CleanEvaluation(keras.callbacks.Callback):
-    """At the end of each `fit` (one checkpoint interval), every split's clean accuracy."""
+    """At the end of each epoch (one checkpoint interval), every split's clean accuracy."""
 
     def __init__(self, splits, image_size):
         super().__init__()
@@ -50,7 +50,7 @@ class CleanEvaluation(keras.callbacks.Callback):
         self.split_logits = evaluation.SplitPredictor(splits, image_size)
         self.records = []
 
-    def on_train_end(self, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         logits = self.split_logits(self.model)
         self.records.append(evaluation.accuracies(logits, self.splits))
 

@@ -44,14 +44,14 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Run folder (required; the
 
 
 class FeatureHealth(keras.callbacks.Callback):
-    """At the end of each `fit` (one checkpoint interval), measures the pooled features on `probe`."""
+    """At the end of each epoch (one checkpoint interval), measures the pooled features on `probe`."""
 
     def __init__(self, probe):
         super().__init__()
         self.probe = probe
         self.measurements = []
 
-    def on_train_end(self, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         features = keras.Model(
             self.model.inputs, self.model.get_layer("large_dropout").input
         ).predict(self.probe, verbose=0)

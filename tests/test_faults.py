@@ -21,7 +21,7 @@ from keras_ldrop.training import (
 )
 from tests.app_runner import load_app
 from tests.test_finetune_app import APP, ROOT, app_command, run_main
-from tests.test_training import read_records, tiny_config, without_timing
+from tests.test_training import read_records, stream_starts, tiny_config, without_timing
 
 
 class SignalAtStep(keras.callbacks.Callback):
@@ -89,8 +89,9 @@ def jobs_of(config, folder, rates):
 
 
 def test_a_signal_mid_interval_checkpoints_that_step_and_resumes_to_a_straight_run(
-    tmp_path, tiny_vlcs_tree, tiny_preset_folder, straight_run
+    tmp_path, tiny_vlcs_tree, tiny_preset_folder, straight_run, monkeypatch
 ):
+    starts = stream_starts(monkeypatch)
     config = tiny_config(tiny_vlcs_tree, tiny_preset_folder, steps=9)
     with pytest.raises(Preempted, match=r"Stopped on SIGUSR1 \(checkpoint at step 4/9"):
         train_and_evaluate(
@@ -101,6 +102,7 @@ def test_a_signal_mid_interval_checkpoints_that_step_and_resumes_to_a_straight_r
     assert checkpointed_step(tmp_path) == 4
     assert [r["step"] for r in read_records(tmp_path)] == [3]
     assert_resumes_to_the_straight_run(config, tmp_path, 4, straight_run)
+    assert starts == [0, 4, 6]  # the resumed interval's rest, then the whole ones
 
 
 def test_a_signal_during_evaluation_stops_at_that_checkpoint(

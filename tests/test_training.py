@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_ldrop.training import ConfigError, FinetuneConfig, train_and_evaluate
+from keras_ldrop.data import training_dataset
+from keras_ldrop.training import ConfigError, FinetuneConfig, loop, train_and_evaluate
 
 TIMING_KEYS = {"images_per_second"}
 
@@ -95,6 +96,30 @@ def test_weight_average_and_ensemble_differ_from_the_final_model(
     kernel = final.get_layer("predictions").kernel
     average = checkpoint[f"optimizer/{paths.index('sgd/predictions_kernel_average')}"]
     assert not np.allclose(average, keras.ops.convert_to_numpy(kernel))
+
+
+def stream_starts(monkeypatch):
+    """The `start_step` of every training stream the loop builds, in order."""
+    starts = []
+
+    def recording(*args, start_step, **kwargs):
+        starts.append(start_step)
+        return training_dataset(*args, start_step=start_step, **kwargs)
+
+    monkeypatch.setattr(loop, "training_dataset", recording)
+    return starts
+
+
+def test_one_stream_serves_the_whole_intervals_and_a_shorter_last_one_its_own(
+    tmp_path, tiny_vlcs_tree, tiny_preset_folder, monkeypatch
+):
+    starts = stream_starts(monkeypatch)
+    config = tiny_config(tiny_vlcs_tree, tiny_preset_folder, steps=5, checkpoint_freq=2)
+    train_and_evaluate(config, tmp_path, log=lambda _: None)
+    assert starts == [0, 4]
+    records = read_records(tmp_path)
+    assert [r["step"] for r in records] == [2, 4, 5]
+    assert all(r["images_per_second"] > 0 for r in records)
 
 
 class Interrupted(Exception):

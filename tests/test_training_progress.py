@@ -16,12 +16,12 @@ class Clock:
 
 
 def steps(callback, clock, count, seconds_each):
-    callback.on_train_begin()
+    callback.on_epoch_begin(0)
     for batch in range(count):
         callback.on_train_batch_begin(batch)
         clock.now += seconds_each
         callback.on_train_batch_end(batch)
-    callback.on_train_end()
+    callback.on_epoch_end(0)
 
 
 def test_the_module_examples_run():
@@ -34,11 +34,11 @@ def test_lines_every_30_s_count_steps_and_evaluations_left_and_leave_out_compila
         lines.append, total_steps=100, checkpoint_freq=20, images_per_step=32, clock=clock
     )
     callback.at_step(0)
-    callback.on_train_begin()
+    callback.on_epoch_begin(0)
     callback.on_train_batch_begin(0)
     clock.now += 90.0
     callback.on_train_batch_end(0)
-    callback.on_train_end()
+    callback.on_epoch_end(0)
     assert lines == [
         "Compiling the training step: the first step takes longer.",
         "First step done in 90 s (compilation included).",

@@ -1,7 +1,7 @@
 """The paper's fine-tuning protocol: `train_and_evaluate(config, output_dir)`.
 
-Training runs `model.fit` one checkpoint interval at a time on the endless
-multi-domain stream, restarted at the exact step after a resume. After each
+Training runs `model.fit` on the endless multi-domain stream, one epoch per
+checkpoint interval, restarted at the exact step after a resume. After each
 interval every domain's in and out splits are evaluated for the model, its
 uniform weight average and the trajectory ensemble; a DomainBed-shaped record
 is appended to `results.jsonl`, and the whole state is checkpointed atomically.
@@ -79,7 +79,9 @@ def train_and_evaluate(config, output_dir, log=_print_now, callbacks=()):
         log: where progress lines go (default: stdout, flushed; between
             checkpoints a line every 30 s, or one line redrawn on stderr
             when it is a terminal: `keras_ldrop.training.progress`).
-        callbacks: Keras callbacks added to every `model.fit` of the run.
+        callbacks: Keras callbacks added to every `model.fit` of the run; each
+            epoch is one checkpoint interval, and their `on_epoch_end` runs
+            before that checkpoint's evaluation.
 
     Returns:
         The run's summary (also written to `summary.json`).
@@ -261,10 +263,15 @@ class _Run:
         self.log(f"Resumed from step {self.step} ({self.files.checkpoint}).")
 
     def train(self, watch, callbacks, live_progress=False):
-        """Trains to the last step, one checkpoint interval per `fit`.
+        """Trains to the last step, evaluating and checkpointing every interval.
 
-        Between checkpoints, progress goes to the run's `log`, or is redrawn
-        on stderr when `live_progress` (`TrainingProgress`).
+        One `fit` on one training stream covers all the whole checkpoint
+        intervals it can, one epoch per interval, and evaluates and
+        checkpoints at each epoch's end (`_IntervalEnd`), so the stream and
+        `fit` are set up once, not once per interval. An interval resumed in
+        its middle, and a last one shorter than the others, get a `fit` of
+        their own. Between checkpoints, progress goes to the run's `log`, or
+        is redrawn on stderr when `live_progress` (`TrainingProgress`).
 
         Raises:
             Preempted: `watch` saw a preemption signal; the state after the
@@ -280,10 +287,7 @@ class _Run:
         while self.step < config.steps:
             if watch.requested:
                 self._stop(watch.signal_name)
-            interval = min(
-                config.checkpoint_freq - self.step % config.checkpoint_freq,
-                config.steps - self.step,
-            )
+            interval, intervals = self._next_intervals()
             stream = training_dataset(
                 train_splits,
                 batch_size=config.batch_size,
@@ -294,34 +298,37 @@ class _Run:
                 process_count=self.distribution.process_count,
             )
             progress.at_step(self.step)
-            started = time.perf_counter()
-            history = self.model.fit(
+            self.model.fit(
                 stream,
-                epochs=1,
+                epochs=intervals,
                 steps_per_epoch=interval,
                 shuffle=False,
                 verbose=0,
                 callbacks=[
-                    *callbacks, CarryIntervalLoss(self.interval_loss), stopper, progress
+                    *callbacks,
+                    CarryIntervalLoss(self.interval_loss),
+                    stopper,
+                    progress,
+                    _IntervalEnd(self, interval, images_per_step, progress, watch),
                 ],
             )
-            seconds = time.perf_counter() - started
-            self.step += stopper.steps_done
-            if stopper.steps_done < interval:
-                if not self.model.stop_training:
-                    raise RuntimeError(
-                        f"The training stream ended after {stopper.steps_done} of "
-                        f"{interval} steps; it must be endless."
-                    )
-                self.interval_loss = loss_mean_state(self.model)
-                continue
-            self.interval_loss = None
-            evaluation_started = time.perf_counter()
-            record = self._evaluate(history.history["loss"][-1])
-            progress.evaluated(time.perf_counter() - evaluation_started)
-            record["images_per_second"] = interval * images_per_step / seconds
-            self._checkpoint(record)
-            self.log(progress_line(record, config))
+
+    def _next_intervals(self):
+        """`(steps, count)`: the next `fit`'s checkpoint intervals, all `steps` long."""
+        freq, left = self.config.checkpoint_freq, self.config.steps - self.step
+        if self.step % freq:
+            return min(freq - self.step % freq, left), 1
+        if left >= freq:
+            return freq, left // freq
+        return left, 1
+
+    def end_interval(self, loss, images_per_second):
+        """Evaluates and checkpoints the run at the end of a whole interval."""
+        self.interval_loss = None
+        record = self._evaluate(loss)
+        record["images_per_second"] = images_per_second
+        self._checkpoint(record)
+        self.log(progress_line(record, self.config))
 
     def _stop(self, signal_name):
         if self.step > self.saved_step:
@@ -473,6 +480,55 @@ class _Run:
         with writes_to(self.files.root, self.saved_step):
             self.files.finish(summary)
         return summary
+
+
+class _IntervalEnd(keras.callbacks.Callback):
+    """Ends each epoch of a run's `fit`, one checkpoint interval of `interval` steps.
+
+    It counts the epoch's steps into the run's step. A whole interval is
+    evaluated and checkpointed (`_Run.end_interval`), and its images per
+    second count its steps and its stream's start-up, not the evaluation.
+    An interval cut short by a preemption signal keeps its loss mean for the
+    checkpoint (`loss_mean_state`); one cut short otherwise means the stream
+    ended, which is an error. A signal that arrives during the evaluation
+    ends the `fit` there, before another step.
+    """
+
+    def __init__(self, run, interval, images_per_step, progress, watch):
+        super().__init__()
+        self.run = run
+        self.interval = interval
+        self.images_per_step = images_per_step
+        self.progress = progress
+        self.watch = watch
+        self.steps = 0
+        self.started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps = 0
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        self.run.step += self.steps
+        if self.steps < self.interval:
+            if not self.model.stop_training:
+                raise RuntimeError(
+                    f"The training stream ended after {self.steps} of "
+                    f"{self.interval} steps; it must be endless."
+                )
+            self.run.interval_loss = loss_mean_state(self.model)
+            return
+        evaluation_started = time.perf_counter()
+        self.run.end_interval(
+            float(logs["loss"]), self.interval * self.images_per_step / seconds
+        )
+        self.progress.evaluated(time.perf_counter() - evaluation_started)
+        if self.watch.requested:
+            self.model.stop_training = True
 
 
 def _summary_of(record, test_envs, prefix):

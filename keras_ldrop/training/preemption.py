@@ -76,23 +76,14 @@ class PreemptionWatch:
 
 
 class StopAtNextStep(keras.callbacks.Callback):
-    """Counts the steps of a `fit` and ends it after the step during which
-    `watch` received a preemption signal.
-
-    Attributes:
-        steps_done: the updates applied in the current `fit`.
-    """
+    """Ends a `fit` after the step during which `watch` received a
+    preemption signal."""
 
     def __init__(self, watch):
         super().__init__()
         self.watch = watch
-        self.steps_done = 0
-
-    def on_train_begin(self, logs=None):
-        self.steps_done = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self.steps_done += 1
         if self.watch.requested:
             self.model.stop_training = True
 

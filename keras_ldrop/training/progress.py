@@ -13,7 +13,7 @@ Example (the lines a run logs, with a clock that advances 10 s per reading):
 >>> progress = TrainingProgress(print, total_steps=20, checkpoint_freq=10,
 ...                             images_per_step=64, clock=lambda: next(ticks))
 >>> progress.at_step(0)
->>> progress.on_train_begin()
+>>> progress.on_epoch_begin(0)
 >>> for batch in range(4):
 ...     progress.on_train_batch_begin(batch)
 ...     progress.on_train_batch_end(batch)
@@ -75,7 +75,7 @@ class TrainingProgress(keras.callbacks.Callback):
         """How long the last checkpoint's evaluation took (counted in the time left)."""
         self.evaluation_seconds = seconds
 
-    def on_train_begin(self, logs=None):
+    def on_epoch_begin(self, epoch, logs=None):
         self.mark = self.clock()
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -97,7 +97,7 @@ class TrainingProgress(keras.callbacks.Callback):
             self.last_report = now
             self._report(self.line())
 
-    def on_train_end(self, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         if self.drawn:
             self.stream.write("\r" + " " * len(self.drawn) + "\r")
             self.stream.flush()
