@@ -307,9 +307,9 @@ class _Run:
                 callbacks=[
                     *callbacks,
                     CarryIntervalLoss(self.interval_loss),
-                    stopper,
                     progress,
-                    _IntervalEnd(self, interval, images_per_step, progress, watch),
+                    _IntervalEnd(self, interval, images_per_step, progress),
+                    stopper,
                 ],
             )
 
@@ -322,13 +322,20 @@ class _Run:
             return freq, left // freq
         return left, 1
 
-    def end_interval(self, loss, images_per_second):
-        """Evaluates and checkpoints the run at the end of a whole interval."""
+    def end_interval(self, steps, loss, images_per_second):
+        """Counts a whole interval's `steps`, then evaluates and checkpoints the run."""
+        self.step += steps
         self.interval_loss = None
         record = self._evaluate(loss)
         record["images_per_second"] = images_per_second
         self._checkpoint(record)
         self.log(progress_line(record, self.config))
+
+    def end_partial_interval(self, steps, loss_state):
+        """Counts the `steps` of an interval that a preemption signal cut short
+        and keeps its loss mean (`loss_mean_state`) for the checkpoint."""
+        self.step += steps
+        self.interval_loss = loss_state
 
     def _stop(self, signal_name):
         if self.step > self.saved_step:
@@ -490,17 +497,15 @@ class _IntervalEnd(keras.callbacks.Callback):
     second count its steps and its stream's start-up, not the evaluation.
     An interval cut short by a preemption signal keeps its loss mean for the
     checkpoint (`loss_mean_state`); one cut short otherwise means the stream
-    ended, which is an error. A signal that arrives during the evaluation
-    ends the `fit` there, before another step.
+    ended, which is an error.
     """
 
-    def __init__(self, run, interval, images_per_step, progress, watch):
+    def __init__(self, run, interval, images_per_step, progress):
         super().__init__()
         self.run = run
         self.interval = interval
         self.images_per_step = images_per_step
         self.progress = progress
-        self.watch = watch
         self.steps = 0
         self.started = None
 
@@ -513,22 +518,19 @@ class _IntervalEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
-        self.run.step += self.steps
         if self.steps < self.interval:
             if not self.model.stop_training:
                 raise RuntimeError(
                     f"The training stream ended after {self.steps} of "
                     f"{self.interval} steps; it must be endless."
                 )
-            self.run.interval_loss = loss_mean_state(self.model)
+            self.run.end_partial_interval(self.steps, loss_mean_state(self.model))
             return
         evaluation_started = time.perf_counter()
         self.run.end_interval(
-            float(logs["loss"]), self.interval * self.images_per_step / seconds
+            self.steps, float(logs["loss"]), self.interval * self.images_per_step / seconds
         )
         self.progress.evaluated(time.perf_counter() - evaluation_started)
-        if self.watch.requested:
-            self.model.stop_training = True
 
 
 def _summary_of(record, test_envs, prefix):

@@ -76,14 +76,25 @@ class PreemptionWatch:
 
 
 class StopAtNextStep(keras.callbacks.Callback):
-    """Ends a `fit` after the step during which `watch` received a
-    preemption signal."""
+    """Ends a `fit` after the step, or the epoch's end, during which `watch`
+    received a preemption signal.
+
+    Listed after the callbacks that checkpoint at an epoch's end, it also
+    stops a signal that arrives during that checkpoint's evaluation before
+    another step is taken.
+    """
 
     def __init__(self, watch):
         super().__init__()
         self.watch = watch
 
     def on_train_batch_end(self, batch, logs=None):
+        self._stop_if_requested()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._stop_if_requested()
+
+    def _stop_if_requested(self):
         if self.watch.requested:
             self.model.stop_training = True
 
