@@ -18,8 +18,10 @@ import os
 import sys
 import warnings
 
+from host_memory import reuse_freed_memory
 from quiet_start import start_tensorflow
 
+reuse_freed_memory()
 start_tensorflow()
 
 from absl import app  # noqa: E402

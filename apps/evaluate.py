@@ -15,8 +15,10 @@ comparison table and writes comparison.md and comparison.png.
 import os
 import sys
 
+from host_memory import reuse_freed_memory
 from quiet_start import start_tensorflow
 
+reuse_freed_memory()
 start_tensorflow()
 
 from absl import app  # noqa: E402

@@ -12,8 +12,10 @@ Files that are not readable images are listed on stderr and skipped.
 
 import sys
 
+from host_memory import reuse_freed_memory
 from quiet_start import start_tensorflow
 
+reuse_freed_memory()
 start_tensorflow()
 
 from absl import app  # noqa: E402

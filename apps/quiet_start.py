@@ -1,4 +1,4 @@
-"""Every app calls `start_tensorflow()` first: start-up without the lines that read as errors.
+"""`start_tensorflow()`, before the other imports: start-up without the lines that read as errors.
 
 Importing TensorFlow and finding its devices write, on a machine without a
 GPU, lines such as `I0000 ... cudart_stub.cc:31] Could not find cuda drivers

@@ -24,8 +24,10 @@ import os
 import shlex
 import sys
 
+from host_memory import reuse_freed_memory
 from quiet_start import start_tensorflow
 
+reuse_freed_memory()
 start_tensorflow()
 
 from absl import app  # noqa: E402
