@@ -4,8 +4,8 @@ On the CPU, XLA (JAX), TensorFlow and PyTorch take each step's large temporary
 buffers from `malloc`. glibc maps a block over 32 MB (over 64 MB in a
 thread's own arena) freshly with `mmap` and unmaps it on `free`, so every step
 page-faults its temporaries in again: under JAX, 7.1 million page faults and
-19 of 80 CPU seconds in the kernel for 13 EfficientNet-Lite0 steps
-(BUILD_NOTES.md, "Host memory reuse"). `reuse_freed_memory()` sets, before
+19 of 80 CPU seconds in the kernel in a 13-step EfficientNet-Lite0 benchmark
+run (BUILD_NOTES.md, "Host memory reuse"). `reuse_freed_memory()` sets, before
 any other thread starts, one malloc arena (`M_ARENA_MAX` 1), no `mmap` for
 large blocks (`M_MMAP_MAX` 0) and no trimming of the heap (`M_TRIM_THRESHOLD`
 -1): freed blocks stay mapped and the next step reuses them. The process
