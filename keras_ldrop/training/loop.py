@@ -492,12 +492,12 @@ class _Run:
 class _IntervalEnd(keras.callbacks.Callback):
     """Ends each epoch of a run's `fit`, one checkpoint interval of `interval` steps.
 
-    It counts the epoch's steps into the run's step. A whole interval is
+    It hands the epoch's steps to the run: a whole interval is counted,
     evaluated and checkpointed (`_Run.end_interval`), and its images per
     second count its steps and its stream's start-up, not the evaluation.
-    An interval cut short by a preemption signal keeps its loss mean for the
-    checkpoint (`loss_mean_state`); one cut short otherwise means the stream
-    ended, which is an error.
+    An interval cut short by a preemption signal is counted with its loss
+    mean kept for the checkpoint (`_Run.end_partial_interval`); one cut short
+    otherwise means the stream ended, which is an error.
     """
 
     def __init__(self, run, interval, images_per_step, progress):
