@@ -14,8 +14,10 @@ import sys
 
 from host_memory import reuse_freed_memory
 from quiet_start import start_tensorflow
+from tensorflow_kernels import use_onednn_kernels
 
 reuse_freed_memory()
+use_onednn_kernels()
 start_tensorflow()
 
 from absl import app  # noqa: E402

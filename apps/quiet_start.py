@@ -4,7 +4,8 @@ Importing TensorFlow and finding its devices write, on a machine without a
 GPU, lines such as `I0000 ... cudart_stub.cc:31] Could not find cuda drivers
 on your machine` and `E0000 ... failed call to cuInit: ... UNKNOWN ERROR
 (303)` to the process's stderr, from C++ and before TensorFlow's own log
-level applies. A new user reads them as errors. `start_tensorflow` sets
+level applies, and, with oneDNN's kernels on (`tensorflow_kernels.py`), a
+notice that they may round differently. A new user reads them as errors. `start_tensorflow` sets
 `TF_CPP_MIN_LOG_LEVEL=2` (TensorFlow's info and warnings off) unless it is
 set, imports TensorFlow and lists its devices with stderr captured, then
 writes back every captured line but those known ones: nothing else is
@@ -26,6 +27,7 @@ START_UP_NOISE = (
     "All log messages before absl::InitializeLog() is called are written to STDERR",
     "cudart_stub.cc",
     "failed call to cuInit",
+    "oneDNN custom operations are on",
 )
 
 

@@ -19,6 +19,8 @@ import sys
 
 from absl import app, flags
 
+import cpu_info
+
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds; each runs every implementation once.", lower_bound=1)
 _BACKENDS = flags.DEFINE_list("backends", ["tensorflow", "jax", "torch"], "Keras backends to time.")
 _VARIANTS = flags.DEFINE_multi_string(
@@ -50,8 +52,11 @@ def _time_once(backend, command, step_args):
     lines = [line for line in finished.stdout.splitlines() if line.startswith("{")]
     if finished.returncode or not lines:
         called = " ".join([os.path.basename(command[0]), *command[1:], *step_args])
-        last_lines = " ".join(finished.stderr.strip().splitlines()[-3:])
-        raise SystemExit(f"compare_steps: error: {called} failed: {last_lines}")
+        if finished.returncode < 0:
+            why = f"killed by signal {-finished.returncode} (by the kernel when out of memory, if 9)"
+        else:
+            why = " ".join(finished.stderr.strip().splitlines()[-3:])
+        raise SystemExit(f"compare_steps: error: {called} failed: {why}")
     return json.loads(lines[-1])
 
 
@@ -68,6 +73,7 @@ def main(argv):
     images = settings["batch_size"] * settings["domains"]
     reference = statistics.median(seconds[REFERENCE])
     print(f"\nmedian over {_ROUNDS.value} rounds of each run's median step; step flags: {' '.join(step_args) or '(defaults)'}")
+    print(f"CPU: {cpu_info.summary(result['cpu'])}")
     print(f"{'implementation':48} {'s/step':>8} {'images/s':>9} {'vs reference':>12}  per round (s/step)")
     for name, _, _ in runs:
         median = statistics.median(seconds[name])

@@ -18,6 +18,7 @@ from absl import app
 import torch
 from torch import nn
 
+import cpu_info
 import step_flags
 from torch_reference_models import reference_classifier
 
@@ -62,6 +63,7 @@ def main(argv):
         "step_seconds": times,
         "peak_host_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "peak_device_memory_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None,
+        "cpu": cpu_info.describe(),
         "settings": {
             "image_size": step_flags.IMAGE_SIZE.value, "batch_size": step_flags.BATCH_SIZE.value,
             "domains": step_flags.DOMAINS.value, "steps": step_flags.STEPS.value, "warmup": step_flags.WARMUP.value,

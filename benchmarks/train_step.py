@@ -18,10 +18,12 @@ import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as the apps do: apps/tensorflow_kernels.py
 
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
+import cpu_info  # noqa: E402
 import step_flags  # noqa: E402
 
 _BACKBONE = flags.DEFINE_string("backbone", None, "Anything build_classifier accepts; default: --architecture's.")
@@ -98,12 +100,14 @@ def main(argv):
         "step_seconds": times,
         "peak_host_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "peak_device_memory_bytes": device_peak_bytes(keras),
+        "cpu": cpu_info.describe(),
         "settings": {
             "image_size": step_flags.IMAGE_SIZE.value, "batch_size": step_flags.BATCH_SIZE.value,
             "domains": step_flags.DOMAINS.value, "steps": step_flags.STEPS.value, "warmup": step_flags.WARMUP.value,
             "backbone": _BACKBONE.value or step_flags.ARCHITECTURE.value, "precision": step_flags.PRECISION.value,
             "jit_compile": _JIT.value, "rate": step_flags.RATE.value,
             "cpu_convolutions": cpu_convolutions,
+            "tf_enable_onednn_opts": os.environ["TF_ENABLE_ONEDNN_OPTS"],
         },
     }))
 

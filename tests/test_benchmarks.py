@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import cpu_info
 import keras
 import pytest
 
@@ -28,6 +29,7 @@ def test_side_by_side_prints_every_run_and_the_ratio_table(architecture):
     for run in runs:
         assert run["settings"]["image_size"] == 32 and len(run["step_seconds"]) == 2
         assert run["images_per_second"] > 0
+        assert run["cpu"] == cpu_info.describe()
     assert ours["settings"]["cpu_convolutions"] is (backend in ("jax", "torch"))
     assert reference["settings"]["backbone"].startswith(architecture)
     assert ours["settings"]["backbone"] == architecture
@@ -35,6 +37,21 @@ def test_side_by_side_prints_every_run_and_the_ratio_table(architecture):
     assert [line[:48].strip() for line in table] == ["pytorch reference", f"keras_ldrop {backend}"]
     ratio = float(table[1][48:].split()[2])
     assert ratio == round(reference["seconds_per_step"] / ours["seconds_per_step"], 2)
+    assert f"CPU: {cpu_info.summary(ours['cpu'])}" in finished.stdout.splitlines()
+
+
+def test_cpu_description_reads_the_model_and_the_extensions_that_decide_speed(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 fma avx512f\n\n"
+        "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 fma avx512f\n"
+    )
+    cpu = cpu_info.describe(str(cpuinfo))
+    assert cpu["model"] == "AMD EPYC" and cpu["features"] == ["avx2", "fma", "avx512f"]
+    assert cpu["cores"] >= 1
+    assert cpu_info.summary(cpu) == f"AMD EPYC, {cpu['cores']} cores, avx2 fma avx512f (no amx_bf16)"
+    unknown = cpu_info.describe(str(tmp_path / "absent"))
+    assert unknown["model"] == "unknown" and unknown["features"] == []
 
 
 def test_side_by_side_names_a_failing_run():
@@ -47,6 +64,14 @@ def test_side_by_side_names_a_failing_run():
     assert finished.stderr.startswith("compare_steps: error: ")
     assert "torch_reference_step.py --image_size=-3 failed" in finished.stderr
     assert "--image_size=-3" in finished.stderr.split("failed: ")[1]
+
+
+def test_side_by_side_says_when_a_run_was_killed():
+    import compare_steps
+
+    suicide = ["-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+    with pytest.raises(SystemExit, match=r"failed: killed by signal 9 \(by the kernel when out of memory"):
+        compare_steps._time_once(None, suicide, [])
 
 
 def test_inference_throughput_prints_its_json_line(tmp_path):

@@ -66,7 +66,7 @@ def test_the_users_glibc_tunables_win():
 
 
 @pytest.mark.parametrize("name", MODEL_APPS)
-def test_every_app_that_runs_a_model_sets_it_before_tensorflow_starts(name):
+def test_every_app_that_runs_a_model_sets_it_and_onednn_before_tensorflow_starts(name):
     with open(os.path.join(ROOT, "apps", f"{name}.py")) as source:
         module = ast.parse(source.read())
     calls = [
@@ -75,4 +75,4 @@ def test_every_app_that_runs_a_model_sets_it_before_tensorflow_starts(name):
         if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
         and isinstance(statement.value.func, ast.Name)
     ]
-    assert calls[:2] == ["reuse_freed_memory", "start_tensorflow"]
+    assert calls[:3] == ["reuse_freed_memory", "use_onednn_kernels", "start_tensorflow"]

@@ -28,8 +28,9 @@ Grouped (other than depthwise), dilated, channels-first and non-2D
 convolutions keep Keras' own. `use_where_faster()` switches this on only where
 it was measured to help: the JAX backend running on CPU; on the torch backend
 it removes the layout copies around Keras' convolution instead
-(`torch_convolution.py`). The training loop and `benchmarks/train_step.py`
-call it.
+(`torch_convolution.py`) and runs a BatchNorm with fixed statistics as one
+kernel (`torch_batch_normalization.py`). The training loop and
+`benchmarks/train_step.py` call it.
 
 Example:
 
@@ -42,7 +43,7 @@ import functools
 
 import keras
 
-from keras_ldrop.training import shifted_depthwise, torch_convolution
+from keras_ldrop.training import shifted_depthwise, torch_batch_normalization, torch_convolution
 
 _KERAS_CONVOLUTIONS = {}
 
@@ -51,14 +52,17 @@ def use_where_faster():
     """Uses the faster convolutions where they were measured to help.
 
     JAX on CPU: `use_cpu_convolutions()`. torch (any device: the kernels see
-    the same tensors as in Keras' own): Keras' convolution without its layout
-    copies, `torch_convolution.use_zero_copy_convolutions()`.
+    the same tensors as in Keras' own; measured on CPU): Keras' convolution
+    without its layout copies, `torch_convolution.use_zero_copy_convolutions()`,
+    and frozen BatchNorm as one kernel,
+    `torch_batch_normalization.use_fused_batch_normalization()`.
 
     Returns:
         Whether they are in use.
     """
     if keras.backend.backend() == "torch":
         torch_convolution.use_zero_copy_convolutions()
+        torch_batch_normalization.use_fused_batch_normalization()
         return True
     if keras.backend.backend() != "jax":
         return False

@@ -1,0 +1,89 @@
+"""Keras' torch batch normalization with fixed statistics, as one PyTorch kernel.
+
+Fine-tuning with frozen BatchNorm (the paper's `freeze_bn`) normalises with
+the moving statistics. Keras 3.15's torch `batch_normalization` writes that as
+three tensor operations (subtract, multiply, add), each a pass over the
+activations, and autograd keeps a copy of each intermediate for the backward
+pass. `use_fused_batch_normalization()` hands the same arithmetic to
+`torch.nn.functional.batch_norm` in evaluation mode, one pass each way, as
+plain PyTorch runs a frozen BatchNorm: a ResNet-50 step (112 px, 48 images, 2
+threads) went from X to Y s and its peak memory from A to B (BUILD_NOTES.md,
+"The torch backend"). It applies where the statistics are fixed (they carry no
+gradient), to 2D `(batch, channels)` and 4D channels-last inputs normalised
+over their last axis; elsewhere (a BatchNorm in training mode, whose batch
+statistics carry gradients) Keras' own runs. The values differ from Keras' by
+float rounding (the scale and shift are folded first).
+
+Example:
+
+>>> import keras
+>>> from keras_ldrop.training import torch_batch_normalization
+>>> if keras.backend.backend() == "torch":
+...     torch_batch_normalization.use_fused_batch_normalization()
+"""
+
+import keras
+
+_KERAS_BATCH_NORMALIZATION = {}
+
+
+def use_fused_batch_normalization():
+    """Makes Keras' torch `batch_normalization` one kernel where the statistics are fixed.
+
+    Idempotent; `use_keras_batch_normalization()` undoes it.
+
+    Raises:
+        RuntimeError: the Keras backend is not torch.
+    """
+    if keras.backend.backend() != "torch":
+        raise RuntimeError(
+            "The fused batch normalization is for the torch backend; "
+            f"KERAS_BACKEND is {keras.backend.backend()!r}."
+        )
+    from keras.src.backend.torch import nn
+
+    if not _KERAS_BATCH_NORMALIZATION:
+        _KERAS_BATCH_NORMALIZATION["batch_normalization"] = nn.batch_normalization
+    nn.batch_normalization = _batch_normalization
+
+
+def use_keras_batch_normalization():
+    """Restores Keras' own torch `batch_normalization`."""
+    if _KERAS_BATCH_NORMALIZATION:
+        from keras.src.backend.torch import nn
+
+        nn.batch_normalization = _KERAS_BATCH_NORMALIZATION.pop("batch_normalization")
+
+
+def uses_fused_batch_normalization():
+    """Whether `use_fused_batch_normalization()` is in effect."""
+    return bool(_KERAS_BATCH_NORMALIZATION)
+
+
+def _batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
+    import torch
+    from keras.src.backend.torch.core import convert_to_tensor
+
+    x, mean, variance = (convert_to_tensor(value) for value in (x, mean, variance))
+    if (
+        x.ndim not in (2, 4)
+        or axis not in (-1, x.ndim - 1)
+        or mean.requires_grad
+        or variance.requires_grad
+        or mean.ndim != 1
+        or variance.ndim != 1
+    ):
+        return _KERAS_BATCH_NORMALIZATION["batch_normalization"](
+            x, mean, variance, axis, offset, scale, epsilon
+        )
+    channels_first = x.permute(0, 3, 1, 2) if x.ndim == 4 else x
+    outputs = torch.nn.functional.batch_norm(
+        channels_first,
+        mean,
+        variance,
+        weight=None if scale is None else convert_to_tensor(scale),
+        bias=None if offset is None else convert_to_tensor(offset),
+        training=False,
+        eps=epsilon,
+    )
+    return outputs.permute(0, 2, 3, 1) if x.ndim == 4 else outputs

@@ -1,0 +1,110 @@
+"""Keras' torch batch normalization with fixed statistics as one kernel: Keras' values, to rounding."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_ldrop.training import cpu_convolution, torch_batch_normalization
+from tests.conftest import _tiny_keras_hub_resnet
+from tests.test_cpu_convolution import _tiny_depthwise_backbone, fine_tune_three_steps
+
+torch_only = pytest.mark.skipif(
+    keras.backend.backend() != "torch", reason="the torch backend's batch normalization"
+)
+
+
+@pytest.fixture
+def fused():
+    torch_batch_normalization.use_fused_batch_normalization()
+    yield
+    torch_batch_normalization.use_keras_batch_normalization()
+
+
+@pytest.mark.skipif(keras.backend.backend() == "torch", reason="other backends")
+def test_other_backends_refuse_it():
+    with pytest.raises(RuntimeError, match="for the torch backend; KERAS_BACKEND is"):
+        torch_batch_normalization.use_fused_batch_normalization()
+    assert not torch_batch_normalization.uses_fused_batch_normalization()
+
+
+@torch_only
+def test_fine_tuning_uses_it_and_keras_own_can_come_back():
+    from keras.src.backend.torch import nn
+
+    torch_batch_normalization.use_keras_batch_normalization()
+    keras_batch_normalization = nn.batch_normalization
+    try:
+        assert cpu_convolution.use_where_faster() is True
+        torch_batch_normalization.use_fused_batch_normalization()  # idempotent
+        assert torch_batch_normalization.uses_fused_batch_normalization()
+        assert nn.batch_normalization is not keras_batch_normalization
+    finally:
+        torch_batch_normalization.use_keras_batch_normalization()
+    assert nn.batch_normalization is keras_batch_normalization
+    assert not torch_batch_normalization.uses_fused_batch_normalization()
+
+
+def values_and_gradients(shape, affine):
+    """Frozen-statistics batch normalization of random inputs: outputs and the gradients of inputs, scale, offset."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    channels = shape[-1]
+    x = torch.tensor(rng.normal(size=shape).astype("float32"), requires_grad=True)
+    mean = torch.tensor(rng.normal(size=channels).astype("float32"))
+    variance = torch.tensor(rng.uniform(0.1, 2.0, channels).astype("float32"))
+    scale = torch.tensor(rng.normal(size=channels).astype("float32"), requires_grad=True)
+    offset = torch.tensor(rng.normal(size=channels).astype("float32"), requires_grad=True)
+    outputs = keras.ops.batch_normalization(
+        x, mean, variance, -1, offset if affine else None, scale if affine else None, 1e-3
+    )
+    torch.sin(outputs).sum().backward()
+    tensors = (outputs, x.grad) + ((scale.grad, offset.grad) if affine else ())
+    return [t.detach().numpy() for t in tensors]
+
+
+@torch_only
+@pytest.mark.parametrize("shape", [(3, 5, 4, 6), (7, 6)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_same_values_and_gradients_as_keras(fused, shape, affine):
+    ours = values_and_gradients(shape, affine)
+    torch_batch_normalization.use_keras_batch_normalization()
+    keras_own = values_and_gradients(shape, affine)
+    torch_batch_normalization.use_fused_batch_normalization()
+    for mine, reference in zip(ours, keras_own):
+        np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-5)
+
+
+@torch_only
+def test_statistics_with_gradients_and_other_axes_are_keras_own(fused, monkeypatch):
+    import torch
+    from keras.src.backend.torch import nn
+
+    calls = []
+    keras_own = torch_batch_normalization._KERAS_BATCH_NORMALIZATION["batch_normalization"]
+    monkeypatch.setitem(
+        torch_batch_normalization._KERAS_BATCH_NORMALIZATION, "batch_normalization",
+        lambda *args: calls.append(args) or keras_own(*args),
+    )
+    x = torch.randn(2, 4, 4, 3)
+    batch_mean = x.mean((0, 1, 2)).requires_grad_()
+    nn.batch_normalization(x, batch_mean, torch.ones(3), -1)  # a BatchNorm in training mode
+    nn.batch_normalization(x.permute(0, 3, 1, 2), torch.zeros(3), torch.ones(3), 1)  # channels first
+    nn.batch_normalization(torch.randn(2, 5, 3), torch.zeros(3), torch.ones(3), -1)  # 3D
+    assert len(calls) == 3
+    nn.batch_normalization(x, torch.zeros(3), torch.ones(3), -1)
+    assert len(calls) == 3
+
+
+@torch_only
+@pytest.mark.parametrize("backbone", [_tiny_keras_hub_resnet, _tiny_depthwise_backbone])
+def test_fine_tuning_gives_keras_own_weights_to_rounding(backbone):
+    keras_losses, keras_weights = fine_tune_three_steps(backbone)
+    torch_batch_normalization.use_fused_batch_normalization()
+    try:
+        losses, weights = fine_tune_three_steps(backbone)
+    finally:
+        torch_batch_normalization.use_keras_batch_normalization()
+    np.testing.assert_allclose(losses, keras_losses, rtol=1e-5)
+    for mine, reference in zip(weights, keras_weights):
+        np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)
