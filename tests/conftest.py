@@ -2,7 +2,12 @@
 
 import os
 
+from tensorflow_kernels import use_onednn_kernels
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow in the tests as in the apps (oneDNN's kernels): tests compare
+# in-process runs with the apps' runs, record for record.
+use_onednn_kernels()
 
 import keras  # noqa: E402
 import pytest  # noqa: E402

@@ -244,6 +244,7 @@ def fine_tune_three_steps(backbone):
 @jax_only
 @pytest.mark.parametrize("backbone", [_tiny_keras_hub_resnet, _tiny_depthwise_backbone])
 def test_fine_tuning_gives_the_same_weights(backbone):
+    cpu_convolution.use_xla_convolutions()  # an earlier training may have left ours on
     xla_losses, xla_weights = fine_tune_three_steps(backbone)
     cpu_convolution.use_cpu_convolutions()
     try:

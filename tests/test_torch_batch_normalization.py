@@ -99,6 +99,7 @@ def test_statistics_with_gradients_and_other_axes_are_keras_own(fused, monkeypat
 @torch_only
 @pytest.mark.parametrize("backbone", [_tiny_keras_hub_resnet, _tiny_depthwise_backbone])
 def test_fine_tuning_gives_keras_own_weights_to_rounding(backbone):
+    torch_batch_normalization.use_keras_batch_normalization()  # an earlier training may have left it on
     keras_losses, keras_weights = fine_tune_three_steps(backbone)
     torch_batch_normalization.use_fused_batch_normalization()
     try:

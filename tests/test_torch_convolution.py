@@ -107,6 +107,7 @@ def test_channels_first_and_dilated_same_convolutions_are_keras_own(zero_copy, m
 @torch_only
 @pytest.mark.parametrize("backbone", [_tiny_keras_hub_resnet, _tiny_depthwise_backbone])
 def test_fine_tuning_gives_keras_own_weights_bit_for_bit(backbone):
+    torch_convolution.use_keras_convolutions()  # an earlier training may have left them on
     keras_losses, keras_weights = fine_tune_three_steps(backbone)
     torch_convolution.use_zero_copy_convolutions()
     try:
