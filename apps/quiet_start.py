@@ -5,9 +5,10 @@ GPU, lines such as `I0000 ... cudart_stub.cc:31] Could not find cuda drivers
 on your machine` and `E0000 ... failed call to cuInit: ... UNKNOWN ERROR
 (303)` to the process's stderr, from C++ and before TensorFlow's own log
 level applies, and, with oneDNN's kernels on (`tensorflow_kernels.py`), a
-notice that they may round differently. A new user reads them as errors. `start_tensorflow` sets
-`TF_CPP_MIN_LOG_LEVEL=2` (TensorFlow's info and warnings off) unless it is
-set, imports TensorFlow and lists its devices with stderr captured, then
+notice that they may round differently. A new user reads them as errors.
+`start_tensorflow` sets `TF_CPP_MIN_LOG_LEVEL=2` (TensorFlow's info and
+warnings off) unless it is set, imports TensorFlow and lists its devices
+with stderr captured, then
 writes back every captured line but those known ones: nothing else is
 hidden. With `TF_CPP_MIN_LOG_LEVEL=0` nothing is filtered at all. Under
 the JAX backend, JAX's log line that no TPU library was found (printed on
