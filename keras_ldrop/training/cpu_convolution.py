@@ -28,8 +28,9 @@ Grouped (other than depthwise), dilated, channels-first and non-2D
 convolutions keep Keras' own. `use_where_faster()` switches this on only where
 it was measured to help: the JAX backend running on CPU; on the torch backend
 it removes the layout copies around Keras' convolution instead
-(`torch_convolution.py`) and runs a BatchNorm with fixed statistics as one
-kernel (`torch_batch_normalization.py`). The training loop and
+(`torch_convolution.py`), runs a BatchNorm with fixed statistics as one
+kernel (`torch_batch_normalization.py`) and lets functional models drop each
+layer's output after its last use (`functional_memory.py`). The training loop and
 `benchmarks/train_step.py` call it.
 
 Example:
@@ -43,7 +44,12 @@ import functools
 
 import keras
 
-from keras_ldrop.training import shifted_depthwise, torch_batch_normalization, torch_convolution
+from keras_ldrop.training import (
+    functional_memory,
+    shifted_depthwise,
+    torch_batch_normalization,
+    torch_convolution,
+)
 
 _KERAS_CONVOLUTIONS = {}
 
@@ -54,8 +60,10 @@ def use_where_faster():
     JAX on CPU: `use_cpu_convolutions()`. torch (any device: the kernels see
     the same tensors as in Keras' own; measured on CPU): Keras' convolution
     without its layout copies, `torch_convolution.use_zero_copy_convolutions()`,
-    and frozen BatchNorm as one kernel,
-    `torch_batch_normalization.use_fused_batch_normalization()`.
+    frozen BatchNorm as one kernel,
+    `torch_batch_normalization.use_fused_batch_normalization()`, and each
+    layer's output let go after its last use,
+    `functional_memory.release_layer_outputs()`.
 
     Returns:
         Whether they are in use.
@@ -63,6 +71,7 @@ def use_where_faster():
     if keras.backend.backend() == "torch":
         torch_convolution.use_zero_copy_convolutions()
         torch_batch_normalization.use_fused_batch_normalization()
+        functional_memory.release_layer_outputs()
         return True
     if keras.backend.backend() != "jax":
         return False

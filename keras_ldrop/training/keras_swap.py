@@ -1,0 +1,52 @@
+"""Puts our functions in place of Keras' own, and Keras' own back.
+
+The speed and memory levers (`cpu_convolution.py`, `torch_convolution.py`,
+`torch_batch_normalization.py`, `functional_memory.py`) each replace a few
+functions of a Keras module or class; this keeps Keras' own to call where
+ours does not apply, and to put back.
+
+Example:
+
+>>> import types
+>>> from keras_ldrop.training.keras_swap import KerasSwap
+>>> module = types.SimpleNamespace(double=lambda x: 2 * x)
+>>> swap = KerasSwap(lambda: module, double=lambda x: x + x)
+>>> swap.apply(); swap.applied, module.double(3), swap.keras_own["double"](3)
+(True, 6, 6)
+>>> swap.undo(); swap.applied
+False
+"""
+
+
+class KerasSwap:
+    """Our functions in place of attributes of a Keras module or class.
+
+    Args:
+        load_owner: returns the module or class (so that it is imported only
+            when the swap is applied).
+        **ours: the attributes to replace, by name.
+    """
+
+    def __init__(self, load_owner, **ours):
+        self._load_owner = load_owner
+        self._ours = ours
+        self.keras_own = {}
+
+    @property
+    def applied(self):
+        return bool(self.keras_own)
+
+    def apply(self):
+        """Puts ours in place; idempotent."""
+        owner = self._load_owner()
+        if not self.keras_own:
+            self.keras_own.update({name: getattr(owner, name) for name in self._ours})
+        for name, function in self._ours.items():
+            setattr(owner, name, function)
+
+    def undo(self):
+        """Puts Keras' own back."""
+        if self.keras_own:
+            owner = self._load_owner()
+            for name in list(self.keras_own):
+                setattr(owner, name, self.keras_own.pop(name))
