@@ -2,8 +2,9 @@
 
 For convolutions of ResNet-50's shapes (96 images at 112 px), times the
 forward pass alone and the forward pass with both gradients (inputs and
-kernel), with XLA's own gradients and with `cpu_convolution`'s matrix-product
-gradients. Prints one JSON line per shape and method, then a table.
+kernel), with XLA's own convolution and with `cpu_convolution`'s (a 1x1
+kernel's forward pass as a matrix product, matrix-product gradients). Prints
+one JSON line per shape and method, then a table.
 
   KERAS_BACKEND=jax python benchmarks/conv_gradients.py --repeats=3
 """
@@ -60,10 +61,11 @@ def main(argv):
             cpu_convolution.use_xla_convolutions()
         print(json.dumps(row), flush=True)
         rows.append(row)
-    print(f"\n{'convolution':34} {'forward':>8} {'+grads XLA':>11} {'+grads matmul':>14}  (ms, median of {jax_timing.REPEATS.value})")
+    print(f"\n{'convolution':34} {'XLA':>8} {'ours':>8} {'+grads XLA':>11} {'+grads ours':>12}"
+          f"  (ms, median of {jax_timing.REPEATS.value})")
     for row in rows:
-        print(f"{row['shape']:34} {row['xla_forward_ms']:8.0f} {row['xla_with_gradients_ms']:11.0f} "
-              f"{row['matmul_with_gradients_ms']:14.0f}")
+        print(f"{row['shape']:34} {row['xla_forward_ms']:8.0f} {row['matmul_forward_ms']:8.0f} "
+              f"{row['xla_with_gradients_ms']:11.0f} {row['matmul_with_gradients_ms']:12.0f}")
 
 
 if __name__ == "__main__":

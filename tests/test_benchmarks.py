@@ -189,3 +189,21 @@ def test_depthwise_conv_times_both_ways_on_jax_and_refuses_other_backends():
     assert len(rows) == 4
     assert all(row["xla_with_gradients_ms"] > 0 and row["shifted_with_gradients_ms"] > 0 for row in rows)
     assert max(row["kernel_gradient_relative_difference"] for row in rows) < 1e-4
+
+
+def test_conv_gradients_times_both_ways_on_jax_and_refuses_other_backends():
+    finished = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "conv_gradients.py"), "--batch=1", "--repeats=1"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
+    )
+    if keras.backend.backend() != "jax":
+        assert finished.returncode == 1
+        assert finished.stderr.strip().splitlines()[-1].startswith("conv_gradients: error: times the JAX backend")
+        return
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    rows = [json.loads(line) for line in finished.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 6
+    for row in rows:
+        assert all(row[f"{method}_{what}_ms"] > 0 for method in ("xla", "matmul") for what in ("forward", "with_gradients"))
+    assert finished.stdout.splitlines()[-1].startswith(rows[-1]["shape"])

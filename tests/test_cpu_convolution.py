@@ -21,7 +21,7 @@ def cpu_convolutions():
 
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="other backends")
 def test_other_backends_refuse_them():
-    with pytest.raises(RuntimeError, match="for the JAX backend; KERAS_BACKEND is"):
+    with pytest.raises(RuntimeError, match="for the jax backend; KERAS_BACKEND is"):
         cpu_convolution.use_cpu_convolutions()
     assert not cpu_convolution.uses_cpu_convolutions()
 
@@ -102,8 +102,7 @@ def test_same_values_and_gradients_as_xla(
     cpu_convolution.use_xla_convolutions()
     xla = values_and_gradients(keras.ops.conv, inputs, kernel, stride, padding)
     cpu_convolution.use_cpu_convolutions()
-    np.testing.assert_array_equal(ours[0], xla[0])  # the forward pass is XLA's
-    for mine, reference in zip(ours[1:], xla[1:]):
+    for mine, reference in zip(ours, xla):
         assert mine.shape == reference.shape
         np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-5)
 
@@ -116,7 +115,7 @@ def test_grouped_dilated_and_channels_first_convolutions_are_keras_own(cpu_convo
     inputs = rng.normal(size=(2, 8, 8, 4)).astype("float32")
     grouped = rng.normal(size=(3, 3, 2, 4)).astype("float32")
     kernel = rng.normal(size=(3, 3, 4, 4)).astype("float32")
-    keras_conv = cpu_convolution._KERAS_CONVOLUTIONS["conv"]
+    keras_conv = cpu_convolution._SWAP.keras_own["conv"]
     for args in (
         (inputs, grouped, 1, "same", "channels_last", 1),
         (inputs, kernel, 1, "same", "channels_last", 2),
@@ -203,7 +202,7 @@ def test_dilated_and_channels_first_depthwise_convolutions_are_keras_own(cpu_con
     rng = np.random.default_rng(1)
     inputs = rng.normal(size=(2, 8, 8, 4)).astype("float32")
     kernel = rng.normal(size=(3, 3, 4, 1)).astype("float32")
-    keras_depthwise_conv = cpu_convolution._KERAS_CONVOLUTIONS["depthwise_conv"]
+    keras_depthwise_conv = cpu_convolution._SWAP.keras_own["depthwise_conv"]
     for args in (
         (inputs, kernel, 1, "same", "channels_last", 2),
         (inputs.transpose(0, 3, 1, 2), kernel, 1, "same", "channels_first", 1),

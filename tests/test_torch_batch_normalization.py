@@ -81,9 +81,9 @@ def test_statistics_with_gradients_and_other_axes_are_keras_own(fused, monkeypat
     from keras.src.backend.torch import nn
 
     calls = []
-    keras_own = torch_batch_normalization._KERAS_BATCH_NORMALIZATION["batch_normalization"]
+    keras_own = torch_batch_normalization._SWAP.keras_own["batch_normalization"]
     monkeypatch.setitem(
-        torch_batch_normalization._KERAS_BATCH_NORMALIZATION, "batch_normalization",
+        torch_batch_normalization._SWAP.keras_own, "batch_normalization",
         lambda *args: calls.append(args) or keras_own(*args),
     )
     x = torch.randn(2, 4, 4, 3)

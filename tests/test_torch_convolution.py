@@ -90,9 +90,9 @@ def test_channels_first_and_dilated_same_convolutions_are_keras_own(zero_copy, m
     from keras.src.backend.torch import nn
 
     calls = []
-    keras_conv = torch_convolution._KERAS_CONV["conv"]
+    keras_conv = torch_convolution._SWAP.keras_own["conv"]
     monkeypatch.setitem(
-        torch_convolution._KERAS_CONV, "conv", lambda *args: calls.append(args) or keras_conv(*args)
+        torch_convolution._SWAP.keras_own, "conv", lambda *args: calls.append(args) or keras_conv(*args)
     )
     rng = np.random.default_rng(1)
     inputs = rng.normal(size=(2, 8, 8, 4)).astype("float32")

@@ -1,7 +1,7 @@
 """Faster convolutions for the JAX backend on CPU.
 
-XLA:CPU runs a convolution's forward pass well, but it computes the two
-gradients (with respect to the input and to the kernel) several times slower
+XLA:CPU runs a convolution's forward pass well except for 1x1 kernels, and it
+computes the two gradients (with respect to the input and to the kernel) several times slower
 than the same arithmetic written as matrix products. On a 2-core CPU, a 1x1
 convolution 512 -> 128 on 96 x 14 x 14 inputs took 22 ms forward and 180 ms
 with both gradients, 59 ms with the gradients below; a ResNet-50 fine-tuning
@@ -11,8 +11,11 @@ shifted products. See `benchmarks/conv_gradients.py`,
 `benchmarks/depthwise_conv.py`, `benchmarks/compare_steps.py` and
 BUILD_NOTES.md, "Fine-tuning step speed on this CPU".
 
-`use_cpu_convolutions()` makes Keras' JAX `conv` keep XLA's forward pass and
-take its gradients as:
+`use_cpu_convolutions()` makes Keras' JAX `conv` keep XLA's forward pass,
+except that a 1x1 kernel is the matrix product of the (strided) inputs and the
+kernel (on this AVX2 CPU, 48 x 28 x 28 x 256 inputs -> 64 channels took 44 ms
+as XLA's convolution, 8 ms as a product; BUILD_NOTES.md, "JAX's 1x1
+convolutions"), and take its gradients as:
 
 - kernel: `im2col(inputs)^T @ output_gradient` (for a 1x1 kernel, the inputs
   themselves);
@@ -50,8 +53,8 @@ from keras_ldrop.training import (
     torch_batch_normalization,
     torch_convolution,
 )
+from keras_ldrop.training.keras_swap import KerasSwap
 
-_KERAS_CONVOLUTIONS = {}
 
 
 def use_where_faster():
@@ -91,31 +94,17 @@ def use_cpu_convolutions():
     Raises:
         RuntimeError: the Keras backend is not JAX.
     """
-    if keras.backend.backend() != "jax":
-        raise RuntimeError(
-            "The CPU convolutions are for the JAX backend; "
-            f"KERAS_BACKEND is {keras.backend.backend()!r}."
-        )
-    from keras.src.backend.jax import nn
-
-    if not _KERAS_CONVOLUTIONS:
-        _KERAS_CONVOLUTIONS.update(conv=nn.conv, depthwise_conv=nn.depthwise_conv)
-    nn.conv = _conv
-    nn.depthwise_conv = _depthwise_conv
+    _SWAP.apply()
 
 
 def use_xla_convolutions():
     """Restores Keras' own JAX convolutions (XLA's)."""
-    if _KERAS_CONVOLUTIONS:
-        from keras.src.backend.jax import nn
-
-        nn.conv = _KERAS_CONVOLUTIONS.pop("conv")
-        nn.depthwise_conv = _KERAS_CONVOLUTIONS.pop("depthwise_conv")
+    _SWAP.undo()
 
 
 def uses_cpu_convolutions():
     """Whether `use_cpu_convolutions()` is in effect."""
-    return bool(_KERAS_CONVOLUTIONS)
+    return _SWAP.applied
 
 
 def _our_arguments(inputs, kernel, strides, padding, data_format, dilation_rate):
@@ -145,7 +134,7 @@ def _our_arguments(inputs, kernel, strides, padding, data_format, dilation_rate)
 def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
     ours = _our_arguments(inputs, kernel, strides, padding, data_format, dilation_rate)
     if ours is None:
-        return _KERAS_CONVOLUTIONS["conv"](
+        return _SWAP.keras_own["conv"](
             inputs, kernel, strides, padding, data_format, dilation_rate
         )
     return _convolution(*ours)
@@ -156,7 +145,7 @@ def _depthwise_conv(
 ):
     ours = _our_arguments(inputs, kernel, strides, padding, data_format, dilation_rate)
     if ours is None:
-        return _KERAS_CONVOLUTIONS["depthwise_conv"](
+        return _SWAP.keras_own["depthwise_conv"](
             inputs, kernel, strides, padding, data_format, dilation_rate
         )
     return shifted_depthwise.depthwise_conv(*ours)
@@ -177,14 +166,24 @@ def _xla_convolution(inputs, kernel, strides, pads):
     )
 
 
+def _forward_convolution(inputs, kernel, strides, pads):
+    """XLA's convolution; a 1x1 kernel as the matrix product it is (2-5x faster here)."""
+    if kernel.shape[:2] != (1, 1):
+        return _xla_convolution(inputs, kernel, strides, pads)
+    strided = inputs[:, :: strides[0], :: strides[1]]  # a 1x1 kernel has no padding
+    cin, cout = kernel.shape[2:]
+    outputs = strided.reshape(-1, cin) @ kernel.reshape(cin, cout)
+    return outputs.reshape(*strided.shape[:3], cout)
+
+
 @functools.cache
 def _custom_vjp_convolution():
     import jax
 
-    convolution = jax.custom_vjp(_xla_convolution, nondiff_argnums=(2, 3))
+    convolution = jax.custom_vjp(_forward_convolution, nondiff_argnums=(2, 3))
 
     def forward(inputs, kernel, strides, pads):
-        return _xla_convolution(inputs, kernel, strides, pads), (inputs, kernel)
+        return _forward_convolution(inputs, kernel, strides, pads), (inputs, kernel)
 
     def backward(strides, pads, saved, output_gradient):
         inputs, kernel = saved
@@ -258,3 +257,14 @@ def _input_gradient(inputs, kernel, strides, pads, output_gradient):
         _, vjp = jax.vjp(lambda x: _xla_convolution(x, kernel, strides, pads), inputs)
         (gradient,) = vjp(output_gradient)
     return gradient.astype(inputs.dtype)
+
+
+def _jax_nn():
+    from keras.src.backend.jax import nn
+
+    return nn
+
+
+_SWAP = KerasSwap(
+    "The CPU convolution", _jax_nn, "jax", conv=_conv, depthwise_conv=_depthwise_conv
+)

@@ -82,4 +82,6 @@ def _function_class():
     return Function
 
 
-_SWAP = KerasSwap(_function_class, _run_through_graph=_run_through_graph)
+_SWAP = KerasSwap(
+    "Releasing layer outputs", _function_class, _run_through_graph=_run_through_graph
+)

@@ -10,25 +10,31 @@ Example:
 >>> import types
 >>> from keras_ldrop.training.keras_swap import KerasSwap
 >>> module = types.SimpleNamespace(double=lambda x: 2 * x)
->>> swap = KerasSwap(lambda: module, double=lambda x: x + x)
+>>> swap = KerasSwap("Our double", lambda: module, double=lambda x: x + x)
 >>> swap.apply(); swap.applied, module.double(3), swap.keras_own["double"](3)
 (True, 6, 6)
 >>> swap.undo(); swap.applied
 False
 """
 
+import keras
+
 
 class KerasSwap:
     """Our functions in place of attributes of a Keras module or class.
 
     Args:
+        what: names ours in the error for another backend.
         load_owner: returns the module or class (so that it is imported only
             when the swap is applied).
+        backend: the Keras backend ours are for; None: any.
         **ours: the attributes to replace, by name.
     """
 
-    def __init__(self, load_owner, **ours):
+    def __init__(self, what, load_owner, backend=None, **ours):
+        self._what = what
         self._load_owner = load_owner
+        self._backend = backend
         self._ours = ours
         self.keras_own = {}
 
@@ -37,7 +43,16 @@ class KerasSwap:
         return bool(self.keras_own)
 
     def apply(self):
-        """Puts ours in place; idempotent."""
+        """Puts ours in place; idempotent.
+
+        Raises:
+            RuntimeError: the Keras backend is not the one ours are for.
+        """
+        if self._backend not in (None, keras.backend.backend()):
+            raise RuntimeError(
+                f"{self._what} is for the {self._backend} backend; "
+                f"KERAS_BACKEND is {keras.backend.backend()!r}."
+            )
         owner = self._load_owner()
         if not self.keras_own:
             self.keras_own.update({name: getattr(owner, name) for name in self._ours})

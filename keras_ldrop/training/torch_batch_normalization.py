@@ -25,7 +25,7 @@ Example:
 
 import keras
 
-_KERAS_BATCH_NORMALIZATION = {}
+from keras_ldrop.training.keras_swap import KerasSwap
 
 
 def use_fused_batch_normalization():
@@ -36,29 +36,17 @@ def use_fused_batch_normalization():
     Raises:
         RuntimeError: the Keras backend is not torch.
     """
-    if keras.backend.backend() != "torch":
-        raise RuntimeError(
-            "The fused batch normalization is for the torch backend; "
-            f"KERAS_BACKEND is {keras.backend.backend()!r}."
-        )
-    from keras.src.backend.torch import nn
-
-    if not _KERAS_BATCH_NORMALIZATION:
-        _KERAS_BATCH_NORMALIZATION["batch_normalization"] = nn.batch_normalization
-    nn.batch_normalization = _batch_normalization
+    _SWAP.apply()
 
 
 def use_keras_batch_normalization():
     """Restores Keras' own torch `batch_normalization`."""
-    if _KERAS_BATCH_NORMALIZATION:
-        from keras.src.backend.torch import nn
-
-        nn.batch_normalization = _KERAS_BATCH_NORMALIZATION.pop("batch_normalization")
+    _SWAP.undo()
 
 
 def uses_fused_batch_normalization():
     """Whether `use_fused_batch_normalization()` is in effect."""
-    return bool(_KERAS_BATCH_NORMALIZATION)
+    return _SWAP.applied
 
 
 def _batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
@@ -74,7 +62,7 @@ def _batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsil
         or mean.ndim != 1
         or variance.ndim != 1
     ):
-        return _KERAS_BATCH_NORMALIZATION["batch_normalization"](
+        return _SWAP.keras_own["batch_normalization"](
             x, mean, variance, axis, offset, scale, epsilon
         )
     channels_first = x.permute(0, 3, 1, 2) if x.ndim == 4 else x
@@ -88,3 +76,14 @@ def _batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsil
         eps=epsilon,
     )
     return outputs.permute(0, 2, 3, 1) if x.ndim == 4 else outputs
+
+
+def _torch_nn():
+    from keras.src.backend.torch import nn
+
+    return nn
+
+
+_SWAP = KerasSwap(
+    "The fused batch normalization", _torch_nn, "torch", batch_normalization=_batch_normalization
+)

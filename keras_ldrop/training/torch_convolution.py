@@ -23,7 +23,7 @@ Example:
 
 import keras
 
-_KERAS_CONV = {}
+from keras_ldrop.training.keras_swap import KerasSwap
 
 
 def use_zero_copy_convolutions():
@@ -34,29 +34,17 @@ def use_zero_copy_convolutions():
     Raises:
         RuntimeError: the Keras backend is not torch.
     """
-    if keras.backend.backend() != "torch":
-        raise RuntimeError(
-            "Zero-copy convolutions are for the torch backend; "
-            f"KERAS_BACKEND is {keras.backend.backend()!r}."
-        )
-    from keras.src.backend.torch import nn
-
-    if not _KERAS_CONV:
-        _KERAS_CONV["conv"] = nn.conv
-    nn.conv = _conv
+    _SWAP.apply()
 
 
 def use_keras_convolutions():
     """Restores Keras' own torch `conv`."""
-    if _KERAS_CONV:
-        from keras.src.backend.torch import nn
-
-        nn.conv = _KERAS_CONV.pop("conv")
+    _SWAP.undo()
 
 
 def uses_zero_copy_convolutions():
     """Whether `use_zero_copy_convolutions()` is in effect."""
-    return bool(_KERAS_CONV)
+    return _SWAP.applied
 
 
 def _pair(value):
@@ -88,7 +76,7 @@ def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation
         or (padding.lower() == "same" and dilation != (1, 1))
         or inputs.shape[-1] % kernel.shape[-2]
     ):
-        return _KERAS_CONV["conv"](inputs, kernel, strides, padding, data_format, dilation_rate)
+        return _SWAP.keras_own["conv"](inputs, kernel, strides, padding, data_format, dilation_rate)
     inputs = convert_to_tensor(inputs).permute(0, 3, 1, 2)
     kernel = convert_to_tensor(kernel).permute(3, 2, 0, 1)
     inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -112,3 +100,12 @@ def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation
         groups=inputs.shape[1] // kernel.shape[1],
     )
     return outputs.permute(0, 2, 3, 1)
+
+
+def _torch_nn():
+    from keras.src.backend.torch import nn
+
+    return nn
+
+
+_SWAP = KerasSwap("The zero-copy convolution", _torch_nn, "torch", conv=_conv)
