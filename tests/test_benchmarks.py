@@ -207,3 +207,25 @@ def test_conv_gradients_times_both_ways_on_jax_and_refuses_other_backends():
     for row in rows:
         assert all(row[f"{method}_{what}_ms"] > 0 for method in ("xla", "matmul") for what in ("forward", "with_gradients"))
     assert finished.stdout.splitlines()[-1].startswith(rows[-1]["shape"])
+
+
+def test_torch_step_memory_counts_the_tensors_of_each_way_and_refuses_other_backends():
+    finished = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "torch_step_memory.py"), "--architecture=efficientnet_lite0",
+         "--image_size=96", "--batch_size=4", "--domains=2", "--warmup=1", "--top=2"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
+    )
+    if keras.backend.backend() != "torch":
+        assert finished.returncode == 1
+        assert finished.stderr.strip().splitlines()[-1].startswith("torch_step_memory: error: measures the torch backend")
+        return
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    rows = [json.loads(line) for line in finished.stdout.splitlines() if line.startswith("{")]
+    assert [row["implementation"] for row in rows] == [
+        "keras_ldrop torch, outputs kept", "keras_ldrop torch, outputs released", "pytorch reference",
+    ]
+    for row in rows:
+        assert row["peak_tensor_bytes"] > 0 and 1 <= len(row["alive_at_peak_by_caller"]) <= 2
+        assert sum(row["alive_at_peak_by_caller"].values()) <= row["peak_tensor_bytes"]
+    assert rows[1]["peak_tensor_bytes"] < rows[0]["peak_tensor_bytes"]

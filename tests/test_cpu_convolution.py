@@ -175,6 +175,28 @@ def test_bfloat16_depthwise_is_summed_in_float32(cpu_convolutions):
 
 
 @jax_only
+def test_bfloat16_depthwise_gradients_are_float32_ones_to_bfloat16_rounding(cpu_convolutions):
+    import jax
+
+    rng = np.random.default_rng(5)
+    inputs = rng.normal(size=(2, 9, 9, 8)).astype("float32")
+    kernel = rng.normal(size=(3, 3, 8, 1)).astype("float32")
+    output_weights = rng.normal(size=(2, 5, 5, 8)).astype("float32")
+
+    def gradients(dtype):
+        def loss(x, w):
+            outputs = keras.ops.depthwise_conv(x, w, 2, "same")
+            return (keras.ops.cast(outputs, "float32") * output_weights).sum()
+
+        x, w = (keras.ops.cast(keras.ops.cast(value, "bfloat16"), dtype) for value in (inputs, kernel))
+        return [np.asarray(keras.ops.cast(g, "float32")) for g in jax.grad(loss, (0, 1))(x, w)]
+
+    for rounded, in_float32 in zip(gradients("bfloat16"), gradients("float32")):
+        assert rounded.shape == in_float32.shape
+        assert np.abs(rounded - in_float32).max() < 2**-7 * np.abs(in_float32).max()
+
+
+@jax_only
 def test_depthwise_and_separable_layers_go_through_them(cpu_convolutions, monkeypatch):
     from keras_ldrop.training import shifted_depthwise
 

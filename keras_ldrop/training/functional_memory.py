@@ -8,7 +8,7 @@ runs eagerly, so an output autograd does not keep for the backward pass (a
 BatchNorm's output before its ReLU, a residual sum before its ReLU) stays in
 memory until the last layer has run. `release_layer_outputs()` drops each
 output from that dict after the last layer that reads it. A ResNet-50 step
-(112 px, 48 images) on the torch backend peaked at 2.10 GB of tensors, 1.28 GB
+(112 px, 48 images) on the torch backend peaked at 2.10 GB of tensors, 1.27 GB
 with this (plain PyTorch: 1.07 GB; BUILD_NOTES.md, "The torch backend's
 memory"). Values are unchanged: the same layers run in the same order on the
 same tensors. Symbolic runs (building a model) keep Keras' own.
