@@ -262,16 +262,23 @@ def fine_tune_three_steps(backbone):
     return losses, [np.asarray(w) for w in model.trainable_weights]
 
 
+def fine_tune_with_keras_own_then_ours(backbone, use_keras_own, use_ours):
+    """`fine_tune_three_steps` with Keras' own functions, then with ours; Keras' own are back after."""
+    use_keras_own()  # an earlier training may have left ours on
+    keras_own = fine_tune_three_steps(backbone)
+    use_ours()
+    try:
+        return keras_own, fine_tune_three_steps(backbone)
+    finally:
+        use_keras_own()
+
+
 @jax_only
 @pytest.mark.parametrize("backbone", [_tiny_keras_hub_resnet, _tiny_depthwise_backbone])
 def test_fine_tuning_gives_the_same_weights(backbone):
-    cpu_convolution.use_xla_convolutions()  # an earlier training may have left ours on
-    xla_losses, xla_weights = fine_tune_three_steps(backbone)
-    cpu_convolution.use_cpu_convolutions()
-    try:
-        losses, weights = fine_tune_three_steps(backbone)
-    finally:
-        cpu_convolution.use_xla_convolutions()
+    (xla_losses, xla_weights), (losses, weights) = fine_tune_with_keras_own_then_ours(
+        backbone, cpu_convolution.use_xla_convolutions, cpu_convolution.use_cpu_convolutions
+    )
     np.testing.assert_allclose(losses, xla_losses, rtol=1e-5)
     for mine, reference in zip(weights, xla_weights):
         np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)

@@ -8,7 +8,7 @@ import pytest
 
 from keras_ldrop.training import cpu_convolution, functional_memory
 from tests.conftest import _tiny_keras_hub_resnet
-from tests.test_cpu_convolution import _tiny_depthwise_backbone, fine_tune_three_steps
+from tests.test_cpu_convolution import _tiny_depthwise_backbone, fine_tune_with_keras_own_then_ours
 
 
 @pytest.fixture
@@ -93,13 +93,9 @@ def test_values_are_keras_own():
 
 @pytest.mark.parametrize("backbone", [_tiny_keras_hub_resnet, _tiny_depthwise_backbone])
 def test_fine_tuning_gives_keras_own_weights_bit_for_bit(backbone):
-    functional_memory.keep_layer_outputs()
-    keras_losses, keras_weights = fine_tune_three_steps(backbone)
-    functional_memory.release_layer_outputs()
-    try:
-        losses, weights = fine_tune_three_steps(backbone)
-    finally:
-        functional_memory.keep_layer_outputs()
+    (keras_losses, keras_weights), (losses, weights) = fine_tune_with_keras_own_then_ours(
+        backbone, functional_memory.keep_layer_outputs, functional_memory.release_layer_outputs
+    )
     assert losses == keras_losses
     for mine, reference in zip(weights, keras_weights):
         np.testing.assert_array_equal(mine, reference)

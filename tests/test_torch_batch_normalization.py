@@ -6,7 +6,7 @@ import pytest
 
 from keras_ldrop.training import cpu_convolution, torch_batch_normalization
 from tests.conftest import _tiny_keras_hub_resnet
-from tests.test_cpu_convolution import _tiny_depthwise_backbone, fine_tune_three_steps
+from tests.test_cpu_convolution import _tiny_depthwise_backbone, fine_tune_with_keras_own_then_ours
 
 torch_only = pytest.mark.skipif(
     keras.backend.backend() != "torch", reason="the torch backend's batch normalization"
@@ -99,13 +99,11 @@ def test_statistics_with_gradients_and_other_axes_are_keras_own(fused, monkeypat
 @torch_only
 @pytest.mark.parametrize("backbone", [_tiny_keras_hub_resnet, _tiny_depthwise_backbone])
 def test_fine_tuning_gives_keras_own_weights_to_rounding(backbone):
-    torch_batch_normalization.use_keras_batch_normalization()  # an earlier training may have left it on
-    keras_losses, keras_weights = fine_tune_three_steps(backbone)
-    torch_batch_normalization.use_fused_batch_normalization()
-    try:
-        losses, weights = fine_tune_three_steps(backbone)
-    finally:
-        torch_batch_normalization.use_keras_batch_normalization()
+    (keras_losses, keras_weights), (losses, weights) = fine_tune_with_keras_own_then_ours(
+        backbone,
+        torch_batch_normalization.use_keras_batch_normalization,
+        torch_batch_normalization.use_fused_batch_normalization,
+    )
     np.testing.assert_allclose(losses, keras_losses, rtol=1e-5)
     for mine, reference in zip(weights, keras_weights):
         np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)

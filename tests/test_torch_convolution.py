@@ -6,7 +6,7 @@ import pytest
 
 from keras_ldrop.training import cpu_convolution, torch_convolution
 from tests.conftest import _tiny_keras_hub_resnet
-from tests.test_cpu_convolution import _tiny_depthwise_backbone, fine_tune_three_steps
+from tests.test_cpu_convolution import _tiny_depthwise_backbone, fine_tune_with_keras_own_then_ours
 
 torch_only = pytest.mark.skipif(
     keras.backend.backend() != "torch", reason="the torch backend's convolution"
@@ -107,13 +107,9 @@ def test_channels_first_and_dilated_same_convolutions_are_keras_own(zero_copy, m
 @torch_only
 @pytest.mark.parametrize("backbone", [_tiny_keras_hub_resnet, _tiny_depthwise_backbone])
 def test_fine_tuning_gives_keras_own_weights_bit_for_bit(backbone):
-    torch_convolution.use_keras_convolutions()  # an earlier training may have left them on
-    keras_losses, keras_weights = fine_tune_three_steps(backbone)
-    torch_convolution.use_zero_copy_convolutions()
-    try:
-        losses, weights = fine_tune_three_steps(backbone)
-    finally:
-        torch_convolution.use_keras_convolutions()
+    (keras_losses, keras_weights), (losses, weights) = fine_tune_with_keras_own_then_ours(
+        backbone, torch_convolution.use_keras_convolutions, torch_convolution.use_zero_copy_convolutions
+    )
     assert losses == keras_losses
     for mine, reference in zip(weights, keras_weights):
         np.testing.assert_array_equal(mine, reference)

@@ -1,11 +1,11 @@
 """Faster convolutions for the JAX backend on CPU.
 
 XLA:CPU runs a convolution's forward pass well except for 1x1 kernels, and it
-computes the two gradients (with respect to the input and to the kernel) several times slower
-than the same arithmetic written as matrix products. On a 2-core CPU, a 1x1
-convolution 512 -> 128 on 96 x 14 x 14 inputs took 22 ms forward and 180 ms
-with both gradients, 59 ms with the gradients below; a ResNet-50 fine-tuning
-step (112 px, 96 images) went from 10.45 to 5.53 s. Its grouped (depthwise)
+computes the two gradients (with respect to the input and to the kernel)
+several times slower than the same arithmetic written as matrix products. On a
+2-core CPU, a 1x1 convolution 512 -> 128 on 96 x 14 x 14 inputs took 22 ms
+forward and 180 ms with both gradients, 59 ms with the gradients below; a
+ResNet-50 fine-tuning step (112 px, 96 images) went from 10.45 to 5.53 s. Its grouped (depthwise)
 convolutions are slow in both directions: 5-12x slower with gradients than
 shifted products. See `benchmarks/conv_gradients.py`,
 `benchmarks/depthwise_conv.py`, `benchmarks/compare_steps.py` and
@@ -54,7 +54,6 @@ from keras_ldrop.training import (
     torch_convolution,
 )
 from keras_ldrop.training.keras_swap import KerasSwap
-
 
 
 def use_where_faster():

@@ -23,8 +23,6 @@ Example:
 ...     torch_batch_normalization.use_fused_batch_normalization()
 """
 
-import keras
-
 from keras_ldrop.training.keras_swap import KerasSwap
 
 
