@@ -8,11 +8,10 @@ level applies, and, with oneDNN's kernels on (`tensorflow_kernels.py`), a
 notice that they may round differently. A new user reads them as errors.
 `start_tensorflow` sets `TF_CPP_MIN_LOG_LEVEL=2` (TensorFlow's info and
 warnings off) unless it is set, imports TensorFlow and lists its devices
-with stderr captured, then
-writes back every captured line but those known ones: nothing else is
-hidden. With `TF_CPP_MIN_LOG_LEVEL=0` nothing is filtered at all. Under
-the JAX backend, JAX's log line that no TPU library was found (printed on
-every machine without one) is left out too.
+with stderr captured, then writes back every captured line but those known
+ones: nothing else is hidden. With `TF_CPP_MIN_LOG_LEVEL=0` nothing is
+filtered at all. Under the JAX backend, JAX's log line that no TPU library
+was found (printed on every machine without one) is left out too.
 
     from quiet_start import start_tensorflow
     start_tensorflow()

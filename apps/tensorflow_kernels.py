@@ -4,11 +4,11 @@ TensorFlow turns its oneDNN kernels on by default only on CPUs with extensions
 such as AVX512-VNNI, AVX512-BF16 or AMX; elsewhere (an AVX2 AMD EPYC, say) it
 runs Eigen's. On such a CPU, oneDNN made a ResNet-50 fine-tuning step 1.3-2.0x
 faster (the larger gain at the smaller images) and an EfficientNet-Lite0 step
-1.2-1.3x faster (BUILD_NOTES.md, "The machine is now an AVX2 AMD EPYC"). `use_onednn_kernels()`
-sets `TF_ENABLE_ONEDNN_OPTS=1` unless the user set it; TensorFlow reads it once,
-when it is imported, so it must run before. Code of one's own (`model.fit`)
-gets the same by starting Python with `TF_ENABLE_ONEDNN_OPTS=1` in its
-environment.
+1.2-1.3x faster (BUILD_NOTES.md, "The machine is now an AVX2 AMD EPYC").
+`use_onednn_kernels()` sets `TF_ENABLE_ONEDNN_OPTS=1` unless the user set it;
+TensorFlow reads it once, when it is imported, so it must run before. Code of
+one's own (`model.fit`) gets the same by starting Python with
+`TF_ENABLE_ONEDNN_OPTS=1` in its environment.
 
     from tensorflow_kernels import use_onednn_kernels
     use_onednn_kernels()

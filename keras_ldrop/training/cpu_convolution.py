@@ -258,12 +258,10 @@ def _input_gradient(inputs, kernel, strides, pads, output_gradient):
     return gradient.astype(inputs.dtype)
 
 
-def _jax_nn():
-    from keras.src.backend.jax import nn
-
-    return nn
-
-
 _SWAP = KerasSwap(
-    "The CPU convolution", _jax_nn, "jax", conv=_conv, depthwise_conv=_depthwise_conv
+    "The CPU convolution",
+    "keras.src.backend.jax.nn",
+    "jax",
+    conv=_conv,
+    depthwise_conv=_depthwise_conv,
 )

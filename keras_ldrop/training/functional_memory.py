@@ -76,12 +76,8 @@ def _run_through_graph(self, inputs, operation_fn=lambda op: op, call_fn=None):
     return tree.pack_sequence_as(self._outputs_struct, [tensors[id(x)] for x in self.outputs])
 
 
-def _function_class():
-    from keras.src.ops.function import Function
-
-    return Function
-
-
 _SWAP = KerasSwap(
-    "Releasing layer outputs", _function_class, _run_through_graph=_run_through_graph
+    "Releasing layer outputs",
+    "keras.src.ops.function.Function",
+    _run_through_graph=_run_through_graph,
 )

@@ -7,15 +7,18 @@ ours does not apply, and to put back.
 
 Example:
 
->>> import types
+>>> import sys, types
 >>> from keras_ldrop.training.keras_swap import KerasSwap
->>> module = types.SimpleNamespace(double=lambda x: 2 * x)
->>> swap = KerasSwap("Our double", lambda: module, double=lambda x: x + x)
+>>> module = sys.modules["toy"] = types.ModuleType("toy")
+>>> module.double = lambda x: 2 * x
+>>> swap = KerasSwap("Our double", "toy", double=lambda x: x + x)
 >>> swap.apply(); swap.applied, module.double(3), swap.keras_own["double"](3)
 (True, 6, 6)
 >>> swap.undo(); swap.applied
 False
 """
+
+import pkgutil
 
 import keras
 
@@ -25,15 +28,15 @@ class KerasSwap:
 
     Args:
         what: names ours in the error for another backend.
-        load_owner: returns the module or class (so that it is imported only
-            when the swap is applied).
+        owner: the dotted name of the module or class, imported only when
+            the swap is applied.
         backend: the Keras backend ours are for; None: any.
         **ours: the attributes to replace, by name.
     """
 
-    def __init__(self, what, load_owner, backend=None, **ours):
+    def __init__(self, what, owner, backend=None, **ours):
         self._what = what
-        self._load_owner = load_owner
+        self._owner = owner
         self._backend = backend
         self._ours = ours
         self.keras_own = {}
@@ -53,7 +56,7 @@ class KerasSwap:
                 f"{self._what} is for the {self._backend} backend; "
                 f"KERAS_BACKEND is {keras.backend.backend()!r}."
             )
-        owner = self._load_owner()
+        owner = pkgutil.resolve_name(self._owner)
         if not self.keras_own:
             self.keras_own.update({name: getattr(owner, name) for name in self._ours})
         for name, function in self._ours.items():
@@ -62,6 +65,6 @@ class KerasSwap:
     def undo(self):
         """Puts Keras' own back."""
         if self.keras_own:
-            owner = self._load_owner()
+            owner = pkgutil.resolve_name(self._owner)
             for name in list(self.keras_own):
                 setattr(owner, name, self.keras_own.pop(name))

@@ -76,12 +76,9 @@ def _batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsil
     return outputs.permute(0, 2, 3, 1) if x.ndim == 4 else outputs
 
 
-def _torch_nn():
-    from keras.src.backend.torch import nn
-
-    return nn
-
-
 _SWAP = KerasSwap(
-    "The fused batch normalization", _torch_nn, "torch", batch_normalization=_batch_normalization
+    "The fused batch normalization",
+    "keras.src.backend.torch.nn",
+    "torch",
+    batch_normalization=_batch_normalization,
 )

@@ -102,10 +102,4 @@ def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation
     return outputs.permute(0, 2, 3, 1)
 
 
-def _torch_nn():
-    from keras.src.backend.torch import nn
-
-    return nn
-
-
-_SWAP = KerasSwap("The zero-copy convolution", _torch_nn, "torch", conv=_conv)
+_SWAP = KerasSwap("The zero-copy convolution", "keras.src.backend.torch.nn", "torch", conv=_conv)
