@@ -107,3 +107,76 @@ def test_fine_tuning_gives_keras_own_weights_to_rounding(backbone):
     np.testing.assert_allclose(losses, keras_losses, rtol=1e-5)
     for mine, reference in zip(weights, keras_weights):
         np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)
+
+
+def float32_activations(shape):
+    """A torch dispatch mode counting, in `.count`, the float32 tensors of `shape`'s size that operations produce."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Float32Activations(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, operation, types, args=(), kwargs=None):
+            result = operation(*args, **(kwargs or {}))
+            for tensor in result if isinstance(result, (tuple, list)) else [result]:
+                if isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float32 and tensor.numel() == np.prod(shape):
+                    self.count += 1
+            return result
+
+    return Float32Activations()
+
+
+def frozen_layer_values_and_gradients(dtype_policy, training=False, activations=None):
+    """A `BatchNormalization` layer under `dtype_policy` with trained statistics, inference mode:
+    outputs and the gradients of inputs, scale and offset, as float32 arrays."""
+    import contextlib
+
+    import torch
+
+    rng = np.random.default_rng(1)
+    layer = keras.layers.BatchNormalization(dtype=dtype_policy)
+    layer.build((None, 5, 4, 6))
+    layer.set_weights([rng.normal(size=6), rng.normal(size=6), rng.normal(size=6), rng.uniform(0.1, 2, 6)])
+    x = keras.ops.cast(rng.normal(size=(3, 5, 4, 6)), layer.compute_dtype).requires_grad_()
+    with activations or contextlib.nullcontext():
+        outputs = layer(x, training=training)
+        torch.sin(outputs).sum().backward()
+    gradients = [x.grad] + [variable.value.grad for variable in layer.trainable_variables]
+    return outputs.dtype, [t.detach().float().numpy() for t in [outputs, *gradients]]
+
+
+@torch_only
+@pytest.mark.parametrize("dtype_policy", ["mixed_bfloat16", "mixed_float16"])
+def test_lower_precision_layer_stays_in_its_dtype_with_keras_values(fused, dtype_policy):
+    from keras.src.layers.normalization.batch_normalization import BatchNormalization
+
+    assert BatchNormalization.call is torch_batch_normalization._batch_normalization_call
+    our_float32, keras_float32 = float32_activations((3, 5, 4, 6)), float32_activations((3, 5, 4, 6))
+    dtype, ours = frozen_layer_values_and_gradients(dtype_policy, activations=our_float32)
+    torch_batch_normalization.use_keras_batch_normalization()
+    keras_dtype, keras_own = frozen_layer_values_and_gradients(dtype_policy, activations=keras_float32)
+    torch_batch_normalization.use_fused_batch_normalization()
+    assert dtype == keras_dtype != keras.ops.convert_to_tensor(0.0).dtype
+    assert our_float32.count == 0 < keras_float32.count  # Keras' own casts to float32 and back
+    for mine, reference in zip(ours, keras_own):  # one rounding to 8 (bfloat16) or 11 (float16) bits each way
+        np.testing.assert_allclose(mine, reference, rtol=2**-7, atol=2**-7 * np.abs(reference).max())
+
+
+@torch_only
+def test_layer_in_training_or_float32_is_keras_own(fused, monkeypatch):
+    import torch
+
+    calls = []
+    keras_own = torch_batch_normalization._LAYER_SWAP.keras_own["call"]
+    monkeypatch.setitem(
+        torch_batch_normalization._LAYER_SWAP.keras_own, "call",
+        lambda *args, **kwargs: calls.append(kwargs) or keras_own(*args, **kwargs),
+    )
+    frozen_layer_values_and_gradients("mixed_bfloat16", training=True)  # batch statistics
+    frozen_layer_values_and_gradients("float32")  # the fused kernel runs inside Keras' own call
+    layer = keras.layers.BatchNormalization(dtype="mixed_bfloat16")
+    layer(torch.randn(2, 3, 4).to(torch.bfloat16), mask=torch.ones(2, 3, dtype=torch.bool))
+    assert [call["training"] for call in calls] == [True, False, None]
+    frozen_layer_values_and_gradients("mixed_bfloat16")
+    assert len(calls) == 3
