@@ -180,3 +180,19 @@ def test_layer_in_training_or_float32_is_keras_own(fused, monkeypatch):
     assert [call["training"] for call in calls] == [True, False, None]
     frozen_layer_values_and_gradients("mixed_bfloat16")
     assert len(calls) == 3
+
+
+@torch_only
+def test_bfloat16_fine_tuning_gives_keras_own_weights_to_bfloat16_rounding():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        (keras_losses, keras_weights), (losses, weights) = fine_tune_with_keras_own_then_ours(
+            _tiny_keras_hub_resnet,
+            torch_batch_normalization.use_keras_batch_normalization,
+            torch_batch_normalization.use_fused_batch_normalization,
+        )
+    finally:
+        keras.config.set_dtype_policy("float32")
+    np.testing.assert_allclose(losses, keras_losses, rtol=2**-7)
+    for mine, reference in zip(weights, keras_weights):
+        np.testing.assert_allclose(mine, reference, rtol=2**-7, atol=1e-4)
