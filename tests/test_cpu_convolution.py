@@ -31,6 +31,17 @@ def test_tensorflow_keeps_its_convolution():
     assert cpu_convolution.use_where_faster() is False
 
 
+def test_keras_own_undoes_every_faster_function():
+    from keras_ldrop.training import functional_memory, torch_batch_normalization, torch_convolution
+
+    cpu_convolution.use_where_faster()
+    cpu_convolution.use_keras_own()
+    assert not cpu_convolution.uses_cpu_convolutions()
+    assert not torch_convolution.uses_zero_copy_convolutions()
+    assert not torch_batch_normalization.uses_fused_batch_normalization()
+    assert not functional_memory.releases_layer_outputs()
+
+
 @jax_only
 def test_jax_on_cpu_uses_them_and_can_restore_xlas():
     from keras.src.backend.jax import nn

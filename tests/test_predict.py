@@ -255,3 +255,20 @@ def test_progress_draws_only_when_enabled():
     progress.update(4)
     progress.close()
     assert quiet.getvalue() == ""
+
+
+def test_files_are_classified_with_the_faster_functions_and_keras_values(model_path, photos):
+    from keras_ldrop.training import cpu_convolution, torch_batch_normalization
+
+    model, card = load_classifier(model_path)
+    paths = good_images(photos)
+    cpu_convolution.use_keras_own()
+    keras_logits = np.asarray(model.predict_on_batch(decoded(paths)))
+    result = classify_files(model, paths, card["image_size"], batch_size=4)
+    faster = {
+        "torch": torch_batch_normalization.uses_fused_batch_normalization(),
+        "jax": cpu_convolution.uses_cpu_convolutions(),
+        "tensorflow": False,
+    }[keras.backend.backend()]
+    assert faster == (keras.backend.backend() != "tensorflow")
+    np.testing.assert_allclose(result.logits, keras_logits, rtol=1e-5, atol=1e-5)

@@ -33,8 +33,9 @@ it was measured to help: the JAX backend running on CPU; on the torch backend
 it removes the layout copies around Keras' convolution instead
 (`torch_convolution.py`), runs a BatchNorm with fixed statistics as one
 kernel (`torch_batch_normalization.py`) and lets functional models drop each
-layer's output after its last use (`functional_memory.py`). The training loop and
-`benchmarks/train_step.py` call it.
+layer's output after its last use (`functional_memory.py`). The training loop,
+`inference.classify.classify_files` (predict, evaluate) and
+`benchmarks/train_step.py` call it; `use_keras_own()` undoes it.
 
 Example:
 
@@ -83,6 +84,15 @@ def use_where_faster():
         return False
     use_cpu_convolutions()
     return True
+
+
+def use_keras_own():
+    """Undoes `use_where_faster()`: Keras' own functions on every backend."""
+    if keras.backend.backend() == "torch":
+        torch_convolution.use_keras_convolutions()
+        torch_batch_normalization.use_keras_batch_normalization()
+        functional_memory.keep_layer_outputs()
+    use_xla_convolutions()
 
 
 def use_cpu_convolutions():
