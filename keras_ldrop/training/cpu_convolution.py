@@ -53,6 +53,7 @@ from keras_ldrop.training import (
     shifted_depthwise,
     torch_batch_normalization,
     torch_convolution,
+    torch_sgd,
 )
 from keras_ldrop.training.keras_swap import KerasSwap
 
@@ -75,6 +76,7 @@ def use_where_faster():
         torch_convolution.use_zero_copy_convolutions()
         torch_batch_normalization.use_fused_batch_normalization()
         functional_memory.release_layer_outputs()
+        torch_sgd.use_foreach_sgd_update()
         return True
     if keras.backend.backend() != "jax":
         return False
@@ -92,6 +94,7 @@ def use_keras_own():
         torch_convolution.use_keras_convolutions()
         torch_batch_normalization.use_keras_batch_normalization()
         functional_memory.keep_layer_outputs()
+        torch_sgd.use_per_variable_sgd_update()
     use_xla_convolutions()
 
 
