@@ -23,7 +23,7 @@ kernel with float32 statistics, scale and offset, as `torch.autocast` runs a
 BatchNorm: it computes in float32 and rounds once, to the layer's dtype. A
 ResNet-50 step (96 px, 48 images, bfloat16, AVX512-BF16 CPU) went from
 1.01-1.20 to 0.94-0.95 s and its peak memory from 3.2 to 2.5-2.7 GB
-(BUILD_NOTES.md, "bfloat16 on an AVX512-BF16 CPU").
+(BUILD_NOTES.md, "The machine is now an AVX-512/BF16 AMD EPYC").
 
 Example:
 

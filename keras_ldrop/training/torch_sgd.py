@@ -1,19 +1,19 @@
 """Our SGD's update on the torch backend as a few multi-tensor operations.
 
 `keras_ldrop.optimizers.SGD` updates one variable at a time with Keras
-operations (`update_step`); under JAX and TensorFlow the step is compiled and
-that costs nothing, but the torch backend runs each of those operations
-eagerly: about ten per variable, 161 variables for ResNet-50. On a 2-core CPU
-that was 0.087 s of a 0.23 s ResNet-50 step at 32 px and one image (`cProfile`,
-BUILD_NOTES.md, "The torch backend's per-step overhead"), where
-`torch.optim.SGD` makes a few `torch._foreach_*` calls over all parameters.
-`use_foreach_sgd_update()` gives our SGD the same arithmetic, in the same
-order, one multi-tensor operation per stage over the variables that share a
-learning-rate multiplier and a decay; the weights equal the per-variable
-update's bit for bit. While it runs it holds one weight-sized list of
-temporaries more than the per-variable update (`torch.optim.SGD`'s foreach
-path does the same): after the backward pass, below a step's peak except at
-a few images per step.
+operations (`update_step`); under JAX and TensorFlow the step is compiled
+and that costs nothing, but the torch backend runs each of those operations
+eagerly: about ten per variable, 1,600 for ResNet-50's 161 variables, each a
+kernel launch on a GPU. `use_foreach_sgd_update()` gives our SGD the same
+arithmetic, in the same order, one multi-tensor operation per stage over the
+variables that share a learning-rate multiplier and a decay; the weights
+equal the per-variable update's bit for bit. While it runs it holds one
+weight-sized list of temporaries more than the per-variable update
+(`torch.optim.SGD`'s foreach path does the same): after the backward pass,
+below a step's peak except at a few images per step. On a 2-core CPU it
+saved 0.02 s of a 0.19-0.20 s ResNet-50 step at 32 px and one image, nothing
+measurable at 96 px and 48 images (BUILD_NOTES.md, "The torch backend's
+per-step overhead"); GPUs were not measured.
 
 Example:
 
