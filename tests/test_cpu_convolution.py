@@ -32,7 +32,7 @@ def test_tensorflow_keeps_its_convolution():
 
 
 def test_keras_own_undoes_every_faster_function():
-    from keras_ldrop.training import functional_memory, torch_batch_normalization, torch_convolution
+    from keras_ldrop.training import functional_memory, torch_batch_normalization, torch_convolution, torch_sgd
 
     cpu_convolution.use_where_faster()
     cpu_convolution.use_keras_own()
@@ -40,6 +40,7 @@ def test_keras_own_undoes_every_faster_function():
     assert not torch_convolution.uses_zero_copy_convolutions()
     assert not torch_batch_normalization.uses_fused_batch_normalization()
     assert not functional_memory.releases_layer_outputs()
+    assert not torch_sgd.uses_foreach_sgd_update()
 
 
 @jax_only

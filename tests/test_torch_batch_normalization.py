@@ -13,6 +13,16 @@ torch_only = pytest.mark.skipif(
 )
 
 
+def count_keras_own_calls(swap, name, monkeypatch):
+    """A list that gets the keyword arguments of every call ours hands on to Keras' own `name`."""
+    calls = []
+    keras_own = swap.keras_own[name]
+    monkeypatch.setitem(
+        swap.keras_own, name, lambda *args, **kwargs: calls.append(kwargs) or keras_own(*args, **kwargs)
+    )
+    return calls
+
+
 @pytest.fixture
 def fused():
     torch_batch_normalization.use_fused_batch_normalization()
@@ -80,12 +90,7 @@ def test_statistics_with_gradients_and_other_axes_are_keras_own(fused, monkeypat
     import torch
     from keras.src.backend.torch import nn
 
-    calls = []
-    keras_own = torch_batch_normalization._SWAP.keras_own["batch_normalization"]
-    monkeypatch.setitem(
-        torch_batch_normalization._SWAP.keras_own, "batch_normalization",
-        lambda *args: calls.append(args) or keras_own(*args),
-    )
+    calls = count_keras_own_calls(torch_batch_normalization._SWAP, "batch_normalization", monkeypatch)
     x = torch.randn(2, 4, 4, 3)
     batch_mean = x.mean((0, 1, 2)).requires_grad_()
     nn.batch_normalization(x, batch_mean, torch.ones(3), -1)  # a BatchNorm in training mode
@@ -167,16 +172,11 @@ def test_lower_precision_layer_stays_in_its_dtype_with_keras_values(fused, dtype
 def test_layer_in_training_or_float32_is_keras_own(fused, monkeypatch):
     import torch
 
-    calls = []
-    keras_own = torch_batch_normalization._LAYER_SWAP.keras_own["call"]
-    monkeypatch.setitem(
-        torch_batch_normalization._LAYER_SWAP.keras_own, "call",
-        lambda *args, **kwargs: calls.append(kwargs) or keras_own(*args, **kwargs),
-    )
+    calls = count_keras_own_calls(torch_batch_normalization._LAYER_SWAP, "call", monkeypatch)
     frozen_layer_values_and_gradients("mixed_bfloat16", training=True)  # batch statistics
     frozen_layer_values_and_gradients("float32")  # the fused kernel runs inside Keras' own call
     layer = keras.layers.BatchNormalization(dtype="mixed_bfloat16")
-    layer(torch.randn(2, 3, 4).to(torch.bfloat16), mask=torch.ones(2, 3, dtype=torch.bool))
+    layer(torch.randn(2, 3, 4, 5).to(torch.bfloat16), mask=torch.ones(2, 3, 4, dtype=torch.bool))
     assert [call["training"] for call in calls] == [True, False, None]
     frozen_layer_values_and_gradients("mixed_bfloat16")
     assert len(calls) == 3

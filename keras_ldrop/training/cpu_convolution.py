@@ -32,8 +32,9 @@ convolutions keep Keras' own. `use_where_faster()` switches this on only where
 it was measured to help: the JAX backend running on CPU; on the torch backend
 it removes the layout copies around Keras' convolution instead
 (`torch_convolution.py`), runs a BatchNorm with fixed statistics as one
-kernel (`torch_batch_normalization.py`) and lets functional models drop each
-layer's output after its last use (`functional_memory.py`). The training loop,
+kernel (`torch_batch_normalization.py`), lets functional models drop each
+layer's output after its last use (`functional_memory.py`) and updates our SGD's
+variables with multi-tensor operations (`torch_sgd.py`). The training loop,
 `inference.classify.classify_files` (predict, evaluate) and
 `benchmarks/train_step.py` call it; `use_keras_own()` undoes it.
 
@@ -65,9 +66,10 @@ def use_where_faster():
     the same tensors as in Keras' own; measured on CPU): Keras' convolution
     without its layout copies, `torch_convolution.use_zero_copy_convolutions()`,
     frozen BatchNorm as one kernel,
-    `torch_batch_normalization.use_fused_batch_normalization()`, and each
+    `torch_batch_normalization.use_fused_batch_normalization()`, each
     layer's output let go after its last use,
-    `functional_memory.release_layer_outputs()`.
+    `functional_memory.release_layer_outputs()`, and our SGD's update as
+    multi-tensor operations, `torch_sgd.use_foreach_sgd_update()`.
 
     Returns:
         Whether they are in use.

@@ -90,9 +90,10 @@ def _batch_normalization_call(self, inputs, training=None, mask=None):
     from keras.src.backend.torch.core import convert_to_tensor
 
     x = convert_to_tensor(inputs)
+    dtype = keras.backend.standardize_dtype(x.dtype)
     if (
-        keras.backend.standardize_dtype(x.dtype) not in ("bfloat16", "float16")
-        or keras.backend.standardize_dtype(x.dtype) != self.compute_dtype
+        dtype not in ("bfloat16", "float16")
+        or dtype != self.compute_dtype
         or (training and self.trainable)
         or mask is not None
         or not _one_kernel_fits(x, self.axis)
