@@ -31,8 +31,9 @@ _JIT = flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "Kera
 _CONV_GRADIENTS = flags.DEFINE_enum(
     "conv_gradients", "auto", ["auto", "xla"],
     "auto: the faster convolutions where they help (JAX on CPU: matrix-product "
-    "gradients, shifted-product depthwise; torch: no layout copies; "
-    "keras_ldrop/training/cpu_convolution.py), as fine-tuning does; xla: Keras' own.",
+    "gradients, shifted-product depthwise; torch: no layout copies, one-kernel frozen "
+    "BatchNorm, outputs released, multi-tensor SGD; cpu_convolution.use_where_faster()), "
+    "as fine-tuning does; xla: Keras' own.",
 )
 
 
