@@ -33,7 +33,8 @@ def test_fine_tuning_uses_it_and_the_per_variable_update_can_come_back():
 
 
 def train(update, momentum, nesterov):
-    """Trains the optimizer tests' two-layer model with every feature of our SGD; returns all its state."""
+    """Trains the optimizer tests' two-layer model with every feature of our SGD; returns its weights,
+    then its momentum buffers and weight averages."""
     update()
     try:
         optimizer = optimizers.SGD(
@@ -47,8 +48,7 @@ def train(update, momentum, nesterov):
         optimizer.exclude_from_weight_decay(var_names=["bias"])
         model = _keras_model(optimizer)
         _fit(model, 0, STEPS)
-        state = [np.asarray(v) for v in [*model.weights, *optimizer.momentums, *optimizer.averages]]
-        return model.get_weights(), state
+        return [np.asarray(v) for v in [*model.weights, *optimizer.momentums, *optimizer.averages]]
     finally:
         torch_sgd.use_per_variable_sgd_update()
 
@@ -59,12 +59,12 @@ def test_same_weights_momentums_and_averages_as_the_per_variable_update(momentum
     groups = []
     update_group = torch_sgd._update_group
     monkeypatch.setattr(torch_sgd, "_update_group", lambda *args: groups.append(args) or update_group(*args))
-    weights, ours = train(torch_sgd.use_foreach_sgd_update, momentum, nesterov)
+    ours = train(torch_sgd.use_foreach_sgd_update, momentum, nesterov)
     assert len(groups) == 4 * STEPS  # {hidden, head (x10)} x {kernel, bias (no decay)}
-    _, per_variable = train(torch_sgd.use_per_variable_sgd_update, momentum, nesterov)
+    per_variable = train(torch_sgd.use_per_variable_sgd_update, momentum, nesterov)
     assert len(groups) == 4 * STEPS
     assert len(ours) == len(per_variable) == 4 * (1 + (momentum != 0) + 1)
     for mine, reference in zip(ours, per_variable):
         np.testing.assert_array_equal(mine, reference)
-    for initial, final in zip(_initial_weights(), weights):
+    for initial, final in zip(_initial_weights(), ours):
         assert not np.array_equal(initial, final)

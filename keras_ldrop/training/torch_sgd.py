@@ -68,7 +68,7 @@ def _update_step(self, grads, trainable_variables, learning_rate):
             _update_group(self, members, decay, rate)
 
 
-def _update_group(self, members, decay, rate):
+def _update_group(optimizer, members, decay, rate):
     import torch
 
     indices = [index for index, _, _ in members]
@@ -76,19 +76,19 @@ def _update_group(self, members, decay, rate):
     gradients = [gradient.to(variable.dtype) for (_, gradient, _), variable in zip(members, variables)]
     if decay != 0.0:
         gradients = _added(torch._foreach_mul(variables, decay), gradients)
-    if self.momentum != 0:
-        buffers = [self.momentums[index].value for index in indices]
-        torch._foreach_mul_(buffers, self.momentum)
+    if optimizer.momentum != 0:
+        buffers = [optimizer.momentums[index].value for index in indices]
+        torch._foreach_mul_(buffers, optimizer.momentum)
         torch._foreach_add_(buffers, gradients)
-        if self.nesterov:
-            gradients = _added(torch._foreach_mul(buffers, self.momentum), gradients)
+        if optimizer.nesterov:
+            gradients = _added(torch._foreach_mul(buffers, optimizer.momentum), gradients)
         else:
             gradients = buffers
     torch._foreach_sub_(variables, torch._foreach_mul(gradients, rate))
-    if self.averages:
-        averages = [self.averages[index].value for index in indices]
-        completed = keras.ops.cast(self.iterations + 1, variables[0].dtype)
-        count = keras.ops.maximum(completed - (self.average_start - 1), 1.0)
+    if optimizer.averages:
+        averages = [optimizer.averages[index].value for index in indices]
+        completed = keras.ops.cast(optimizer.iterations + 1, variables[0].dtype)
+        count = keras.ops.maximum(completed - (optimizer.average_start - 1), 1.0)
         torch._foreach_add_(averages, torch._foreach_div(torch._foreach_sub(variables, averages), count))
 
 
