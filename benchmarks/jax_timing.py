@@ -1,4 +1,4 @@
-"""What the two JAX convolution benchmarks share: `--repeats`, the timer and the backend check."""
+"""What the JAX operation benchmarks share: `--repeats`, the timer and the backend check."""
 
 import statistics
 import sys

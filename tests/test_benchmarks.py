@@ -191,6 +191,26 @@ def test_depthwise_conv_times_both_ways_on_jax_and_refuses_other_backends():
     assert max(row["kernel_gradient_relative_difference"] for row in rows) < 1e-4
 
 
+def test_max_pool_times_both_ways_on_jax_and_refuses_other_backends():
+    finished = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "max_pool.py"), "--repeats=1"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
+    )
+    if keras.backend.backend() != "jax":
+        assert finished.returncode == 1
+        assert finished.stderr.strip().splitlines()[-1].startswith("max_pool: error: times the JAX backend")
+        return
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    rows = [json.loads(line) for line in finished.stdout.splitlines()]
+    assert [row["shape"] for row in rows] == [
+        "48 x 50x50x64, 3x3/2", "96 x 58x58x64, 3x3/2", "96 x 114x114x64, 3x3/2"
+    ]
+    for row in rows:
+        assert all(row[f"{way}_{what}_ms"] > 0 for way in ("xla", "windows") for what in ("forward", "with_gradient"))
+        assert row["gradient_max_difference"] < 1e-4
+
+
 def test_conv_gradients_times_both_ways_on_jax_and_refuses_other_backends():
     finished = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "conv_gradients.py"), "--batch=1", "--repeats=1"],

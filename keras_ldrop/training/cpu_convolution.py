@@ -23,18 +23,22 @@ convolutions"), and take its gradients as:
   stride; for a larger kernel with stride 1, the forward convolution of the
   output gradient with the flipped kernel; otherwise XLA's own gradient;
 
-and Keras' JAX `depthwise_conv` (so `DepthwiseConv2D` and `SeparableConv2D`)
-compute `shifted_depthwise.depthwise_conv`, differentiated by JAX.
+Keras' JAX `depthwise_conv` (so `DepthwiseConv2D` and `SeparableConv2D`)
+compute `shifted_depthwise.depthwise_conv`, differentiated by JAX; its
+`max_pool` (`MaxPooling2D`) computes `window_max_pool.max_pool`, whose
+gradient avoids XLA's select-and-scatter (ResNet-50's stem pool, 48 images at
+96 px: 112 -> 21 ms with the gradient).
 
 The values are XLA's up to float rounding (the sums run in another order).
 Grouped (other than depthwise), dilated, channels-first and non-2D
-convolutions keep Keras' own. `use_where_faster()` switches this on only where
-it was measured to help: the JAX backend running on CPU; on the torch backend
-it removes the layout copies around Keras' convolution instead
-(`torch_convolution.py`), runs a BatchNorm with fixed statistics as one
-kernel (`torch_batch_normalization.py`), lets functional models drop each
-layer's output after its last use (`functional_memory.py`) and updates our SGD's
-variables with multi-tensor operations (`torch_sgd.py`). The training loop,
+convolutions, and channels-first or non-2D pooling, keep Keras' own.
+`use_where_faster()` switches this on only where it was measured to help:
+the JAX backend running on CPU; on the torch backend it removes the layout
+copies around Keras' convolution instead (`torch_convolution.py`), runs a
+BatchNorm with fixed statistics as one kernel (`torch_batch_normalization.py`),
+lets functional models drop each layer's output after its last use
+(`functional_memory.py`) and updates our SGD's variables with multi-tensor
+operations (`torch_sgd.py`). The training loop,
 `inference.classify.classify_files` (predict, evaluate) and
 `benchmarks/train_step.py` call it; `use_keras_own()` undoes it.
 
@@ -55,6 +59,7 @@ from keras_ldrop.training import (
     torch_batch_normalization,
     torch_convolution,
     torch_sgd,
+    window_max_pool,
 )
 from keras_ldrop.training.keras_swap import KerasSwap
 
@@ -101,7 +106,7 @@ def use_keras_own():
 
 
 def use_cpu_convolutions():
-    """Makes Keras' JAX `conv` and `depthwise_conv` the faster ones above.
+    """Makes Keras' JAX `conv`, `depthwise_conv` and `max_pool` the faster ones above.
 
     Idempotent; `use_xla_convolutions()` undoes it.
 
@@ -112,7 +117,7 @@ def use_cpu_convolutions():
 
 
 def use_xla_convolutions():
-    """Restores Keras' own JAX convolutions (XLA's)."""
+    """Restores Keras' own JAX convolutions and max pooling (XLA's)."""
     _SWAP.undo()
 
 
@@ -163,6 +168,26 @@ def _depthwise_conv(
             inputs, kernel, strides, padding, data_format, dilation_rate
         )
     return shifted_depthwise.depthwise_conv(*ours)
+
+
+def _max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
+    data_format = data_format or keras.config.image_data_format()
+    pair_size = _pair(pool_size)
+    pair_strides = pair_size if strides is None else _pair(strides)
+    if (
+        data_format != "channels_last"
+        or len(inputs.shape) != 4
+        or pair_size is None
+        or pair_strides is None
+        or padding.lower() not in ("valid", "same")
+    ):
+        return _SWAP.keras_own["max_pool"](inputs, pool_size, strides, padding, data_format)
+    from jax import lax
+
+    pads = lax.padtype_to_pads(inputs.shape[1:3], pair_size, pair_strides, padding.upper())
+    return window_max_pool.max_pool(
+        keras.ops.convert_to_tensor(inputs), pair_size, pair_strides, tuple(map(tuple, pads))
+    )
 
 
 def _pair(value):
@@ -245,20 +270,22 @@ def _kernel_gradient(inputs, kernel, strides, pads, output_gradient):
 def _input_gradient(inputs, kernel, strides, pads, output_gradient):
     import jax
     import jax.numpy as jnp
+    from jax import lax
 
     kh, kw, cin, cout = kernel.shape
     batch, oh, ow, _ = output_gradient.shape
     height, width = inputs.shape[1:3]
-    if (kh, kw) == (1, 1):
+    if (kh, kw) == (1, 1):  # no padding: a 1x1 window never needs it
         gradient = output_gradient.reshape(-1, cout) @ kernel.reshape(cin, cout).T
-        padded_shape = (
-            batch, height + sum(pads[0]), width + sum(pads[1]), cin
+        spread = [
+            (0, size - stride * (steps - 1) - 1, stride - 1)
+            for size, stride, steps in zip((height, width), strides, (oh, ow))
+        ]
+        gradient = lax.pad(
+            gradient.reshape(batch, oh, ow, cin),
+            jnp.zeros((), gradient.dtype),
+            [(0, 0, 0), *spread, (0, 0, 0)],
         )
-        window = _strided_window((0, 0), strides, (oh, ow))
-        padded = jnp.zeros(padded_shape, gradient.dtype).at[window].set(
-            gradient.reshape(batch, oh, ow, cin)
-        )
-        gradient = padded[:, pads[0][0] : pads[0][0] + height, pads[1][0] : pads[1][0] + width]
     elif strides == (1, 1):
         flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
         transposed_pads = (
@@ -279,4 +306,5 @@ _SWAP = KerasSwap(
     "jax",
     conv=_conv,
     depthwise_conv=_depthwise_conv,
+    max_pool=_max_pool,
 )
