@@ -27,7 +27,7 @@ Keras' JAX `depthwise_conv` (so `DepthwiseConv2D` and `SeparableConv2D`)
 compute `shifted_depthwise.depthwise_conv`, differentiated by JAX; its
 `max_pool` (`MaxPooling2D`) computes `window_max_pool.max_pool`, whose
 gradient avoids XLA's select-and-scatter (ResNet-50's stem pool, 48 images at
-96 px: 112 -> 21 ms with the gradient).
+96 px: 155 -> 20 ms with the gradient).
 
 The values are XLA's up to float rounding (the sums run in another order).
 Grouped (other than depthwise), dilated, channels-first and non-2D

@@ -3,8 +3,9 @@
 JAX differentiates `lax.reduce_window` max into a select-and-scatter, which
 XLA:CPU runs as a reduction over index arrays and a scatter: for ResNet-50's
 stem pool (48 images, 48 x 48 x 64 padded to 50 x 50, 3 x 3 window, stride 2)
-the forward pass took 20 ms and the forward pass with the gradient 112 ms,
-against 5 and 21 ms written as below (BUILD_NOTES.md, "JAX's max pooling").
+the forward pass took 10 ms and the forward pass with the gradient 155 ms,
+against 6 and 20 ms written as below (`benchmarks/max_pool.py`; BUILD_NOTES.md,
+"JAX's step traced").
 The output is the maximum of the `ph * pw` strided windows of the padded input
 (exactly XLA's). The gradient goes, as in XLA's, to the first position of each
 window (in row-major order) that holds the maximum; where windows overlap, the
@@ -42,9 +43,7 @@ def max_pool(inputs, pool_size, strides, pads):
 def _padded(inputs, pads):
     import jax.numpy as jnp
 
-    return jnp.pad(
-        inputs, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf
-    )
+    return jnp.pad(inputs, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
 
 
 def _windows(padded, pool_size, strides, output_shape):
