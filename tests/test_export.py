@@ -26,6 +26,7 @@ from keras_ldrop.inference.export import (
     run_artefact,
 )
 from keras_ldrop.model_card import MissingModelCardError
+from keras_ldrop.training import cpu_convolution
 from tests.app_runner import load_app, run_app
 from tests.conftest import _tiny_keras_hub_resnet
 
@@ -149,6 +150,9 @@ def test_onnx_matches_keras_on_real_images(model, images, logits, tmp_path, outp
 def test_a_backend_that_cannot_export_names_one_that_can(model, tmp_path, format):
     if WORKS[format]:
         pytest.skip(f"{format} works under {BACKEND}")
+    # As apps/export.py runs: Keras' own functions (under JAX, `use_where_faster()`'s max
+    # pooling as strided windows is one jax2onnx converts into a file that runs).
+    cpu_convolution.use_keras_own()
     with pytest.raises(ExportError) as error:
         export_classifier(model, tmp_path / "classifier", format)
     message = str(error.value)
