@@ -41,6 +41,13 @@ CLASS_NAMES = ["bird", "car", "chair", "dog", "person"]
 IMAGE_SIZE = 32
 
 
+@pytest.fixture(scope="module", autouse=True)
+def keras_own_functions():
+    """As apps/export.py runs, whatever earlier tests left on (under JAX, `use_where_faster()`'s
+    max pooling as strided windows is one that jax2onnx converts into a file that runs)."""
+    cpu_convolution.use_keras_own()
+
+
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     model = keras_ldrop.build_classifier(
@@ -150,9 +157,6 @@ def test_onnx_matches_keras_on_real_images(model, images, logits, tmp_path, outp
 def test_a_backend_that_cannot_export_names_one_that_can(model, tmp_path, format):
     if WORKS[format]:
         pytest.skip(f"{format} works under {BACKEND}")
-    # As apps/export.py runs: Keras' own functions (under JAX, `use_where_faster()`'s max
-    # pooling as strided windows is one jax2onnx converts into a file that runs).
-    cpu_convolution.use_keras_own()
     with pytest.raises(ExportError) as error:
         export_classifier(model, tmp_path / "classifier", format)
     message = str(error.value)
