@@ -172,19 +172,26 @@ def test_sweep_memory_prints_every_runs_memory_and_time(tiny_vlcs_tree, tiny_pre
         assert 0 <= run["gc_seconds"] <= run["seconds"] and run["full_collection_ms"] >= 0
 
 
-def test_depthwise_conv_times_both_ways_on_jax_and_refuses_other_backends():
+def run_jax_benchmark(name, *args):
+    """Runs `benchmarks/<name>.py` under this backend: the finished run under JAX; elsewhere
+    checks that it refused with its one line, and returns None."""
     finished = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "depthwise_conv.py"),
-         "--batch=2", "--repeats=1"],
+        [sys.executable, os.path.join(ROOT, "benchmarks", f"{name}.py"), *args],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
     )
     if keras.backend.backend() != "jax":
         assert finished.returncode == 1
-        last = finished.stderr.strip().splitlines()[-1]
-        assert last.startswith("depthwise_conv: error: times the JAX backend")
-        return
+        assert finished.stderr.strip().splitlines()[-1].startswith(f"{name}: error: times the JAX backend")
+        return None
     assert finished.returncode == 0, finished.stderr[-2000:]
+    return finished
+
+
+def test_depthwise_conv_times_both_ways_on_jax_and_refuses_other_backends():
+    finished = run_jax_benchmark("depthwise_conv", "--batch=2", "--repeats=1")
+    if finished is None:
+        return
     rows = [json.loads(line) for line in finished.stdout.splitlines()]
     assert len(rows) == 4
     assert all(row["xla_with_gradients_ms"] > 0 and row["shifted_with_gradients_ms"] > 0 for row in rows)
@@ -192,16 +199,9 @@ def test_depthwise_conv_times_both_ways_on_jax_and_refuses_other_backends():
 
 
 def test_max_pool_times_both_ways_on_jax_and_refuses_other_backends():
-    finished = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "max_pool.py"), "--repeats=1"],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
-    )
-    if keras.backend.backend() != "jax":
-        assert finished.returncode == 1
-        assert finished.stderr.strip().splitlines()[-1].startswith("max_pool: error: times the JAX backend")
+    finished = run_jax_benchmark("max_pool", "--repeats=1")
+    if finished is None:
         return
-    assert finished.returncode == 0, finished.stderr[-2000:]
     rows = [json.loads(line) for line in finished.stdout.splitlines()]
     assert [row["shape"] for row in rows] == [
         "48 x 50x50x64, 3x3/2", "96 x 58x58x64, 3x3/2", "96 x 114x114x64, 3x3/2"
@@ -212,16 +212,9 @@ def test_max_pool_times_both_ways_on_jax_and_refuses_other_backends():
 
 
 def test_conv_gradients_times_both_ways_on_jax_and_refuses_other_backends():
-    finished = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "conv_gradients.py"), "--batch=1", "--repeats=1"],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
-    )
-    if keras.backend.backend() != "jax":
-        assert finished.returncode == 1
-        assert finished.stderr.strip().splitlines()[-1].startswith("conv_gradients: error: times the JAX backend")
+    finished = run_jax_benchmark("conv_gradients", "--batch=1", "--repeats=1")
+    if finished is None:
         return
-    assert finished.returncode == 0, finished.stderr[-2000:]
     rows = [json.loads(line) for line in finished.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 6
     for row in rows:

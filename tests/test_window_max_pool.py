@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_ldrop.training import cpu_convolution, window_max_pool
+from keras_ldrop.training import cpu_convolution, strided_windows, window_max_pool
 
 jax_only = pytest.mark.skipif(
     keras.backend.backend() != "jax", reason="the JAX backend's max_pool"
@@ -66,8 +66,9 @@ def test_bfloat16_stays_bfloat16():
     assert float(gradient.astype("float32").sum()) == 8.0
 
 
-def test_the_example_runs():
+def test_the_examples_run():
     assert doctest.testmod(window_max_pool).failed == 0
+    assert doctest.testmod(strided_windows).failed == 0
 
 
 @jax_only

@@ -62,6 +62,7 @@ from keras_ldrop.training import (
     window_max_pool,
 )
 from keras_ldrop.training.keras_swap import KerasSwap
+from keras_ldrop.training.strided_windows import strided_windows
 
 
 def use_where_faster():
@@ -126,28 +127,39 @@ def uses_cpu_convolutions():
     return _SWAP.applied
 
 
-def _our_arguments(inputs, kernel, strides, padding, data_format, dilation_rate):
-    """`(inputs, kernel, strides, pads)` for our convolutions, or `None` to keep Keras' own."""
+def _window_arguments(inputs, window_size, strides, padding, data_format):
+    """`(window_size, strides, pads)` of a channels-last 2D window, or `None` to keep Keras' own."""
     data_format = data_format or keras.config.image_data_format()
-    pair_strides = _pair(strides)
+    pair_size, pair_strides = _pair(window_size), _pair(strides)
     if (
         data_format != "channels_last"
         or len(inputs.shape) != 4
-        or len(kernel.shape) != 4
-        or inputs.shape[-1] != kernel.shape[-2]
-        or _pair(dilation_rate) != (1, 1)
+        or pair_size is None
         or pair_strides is None
         or padding.lower() not in ("valid", "same")
     ):
         return None
     from jax import lax
 
-    pads = lax.padtype_to_pads(
-        inputs.shape[1:3], kernel.shape[:2], pair_strides, padding.upper()
-    )
+    pads = lax.padtype_to_pads(inputs.shape[1:3], pair_size, pair_strides, padding.upper())
+    return pair_size, pair_strides, tuple(map(tuple, pads))
+
+
+def _our_arguments(inputs, kernel, strides, padding, data_format, dilation_rate):
+    """`(inputs, kernel, strides, pads)` for our convolutions, or `None` to keep Keras' own."""
+    if (
+        len(kernel.shape) != 4
+        or inputs.shape[-1] != kernel.shape[-2]
+        or _pair(dilation_rate) != (1, 1)
+    ):
+        return None
+    window = _window_arguments(inputs, kernel.shape[:2], strides, padding, data_format)
+    if window is None:
+        return None
+    _, pair_strides, pads = window
     kernel = keras.ops.convert_to_tensor(kernel)
     inputs = keras.ops.convert_to_tensor(inputs, dtype=kernel.dtype)
-    return inputs, kernel, pair_strides, tuple(map(tuple, pads))
+    return inputs, kernel, pair_strides, pads
 
 
 def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
@@ -171,23 +183,12 @@ def _depthwise_conv(
 
 
 def _max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
-    data_format = data_format or keras.config.image_data_format()
-    pair_size = _pair(pool_size)
-    pair_strides = pair_size if strides is None else _pair(strides)
-    if (
-        data_format != "channels_last"
-        or len(inputs.shape) != 4
-        or pair_size is None
-        or pair_strides is None
-        or padding.lower() not in ("valid", "same")
-    ):
-        return _SWAP.keras_own["max_pool"](inputs, pool_size, strides, padding, data_format)
-    from jax import lax
-
-    pads = lax.padtype_to_pads(inputs.shape[1:3], pair_size, pair_strides, padding.upper())
-    return window_max_pool.max_pool(
-        keras.ops.convert_to_tensor(inputs), pair_size, pair_strides, tuple(map(tuple, pads))
+    window = _window_arguments(
+        inputs, pool_size, pool_size if strides is None else strides, padding, data_format
     )
+    if window is None:
+        return _SWAP.keras_own["max_pool"](inputs, pool_size, strides, padding, data_format)
+    return window_max_pool.max_pool(keras.ops.convert_to_tensor(inputs), *window)
 
 
 def _pair(value):
@@ -239,16 +240,6 @@ def _convolution(inputs, kernel, strides, pads):
     return _custom_vjp_convolution()(inputs, kernel, strides, pads)
 
 
-def _strided_window(offset, strides, output_shape):
-    """The index of `padded[:, i + s*y, j + s*x]` for every output position (y, x)."""
-    (i, j), (sh, sw), (oh, ow) = offset, strides, output_shape
-    return (
-        slice(None),
-        slice(i, i + sh * (oh - 1) + 1, sh),
-        slice(j, j + sw * (ow - 1) + 1, sw),
-    )
-
-
 def _kernel_gradient(inputs, kernel, strides, pads, output_gradient):
     import jax.numpy as jnp
 
@@ -256,11 +247,7 @@ def _kernel_gradient(inputs, kernel, strides, pads, output_gradient):
     output_shape = output_gradient.shape[1:3]
     padded = jnp.pad(inputs, ((0, 0), pads[0], pads[1], (0, 0)))
     columns = jnp.concatenate(
-        [
-            padded[_strided_window((i, j), strides, output_shape)]
-            for i in range(kh)
-            for j in range(kw)
-        ],
+        [window for _, window in strided_windows(padded, (kh, kw), strides, output_shape)],
         axis=-1,
     )
     gradient = columns.reshape(-1, kh * kw * cin).T @ output_gradient.reshape(-1, cout)

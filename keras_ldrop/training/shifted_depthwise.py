@@ -23,6 +23,8 @@ array([[4., 6., 6., 4.],
        [4., 6., 6., 4.]], dtype=float32)
 """
 
+from keras_ldrop.training.strided_windows import strided_windows
+
 
 def depthwise_conv(inputs, kernel, strides, pads):
     """A channels-last 2D depthwise convolution, without dilation.
@@ -40,10 +42,9 @@ def depthwise_conv(inputs, kernel, strides, pads):
         `keras.ops.depthwise_conv` orders them.
     """
     import jax.numpy as jnp
-    from jax import lax
 
     inputs, kernel = jnp.asarray(inputs), jnp.asarray(kernel)
-    batch, height, width, channels = inputs.shape
+    _, height, width, channels = inputs.shape
     kh, kw, _, multiplier = kernel.shape
     (sh, sw), ((top, bottom), (left, right)) = strides, pads
     out_height = (height + top + bottom - kh) // sh + 1
@@ -55,19 +56,7 @@ def depthwise_conv(inputs, kernel, strides, pads):
     padded = padded.astype(summation)
     taps = kernel.astype(summation).reshape(kh, kw, channels * multiplier)
     outputs = None
-    for row in range(kh):
-        for column in range(kw):
-            window = lax.slice(
-                padded,
-                (0, row, column, 0),
-                (
-                    batch,
-                    row + (out_height - 1) * sh + 1,
-                    column + (out_width - 1) * sw + 1,
-                    channels * multiplier,
-                ),
-                (1, sh, sw, 1),
-            )
-            product = window * taps[row, column]
-            outputs = product if outputs is None else outputs + product
+    for (row, column), window in strided_windows(padded, (kh, kw), (sh, sw), (out_height, out_width)):
+        product = window * taps[row, column]
+        outputs = product if outputs is None else outputs + product
     return outputs.astype(inputs.dtype)

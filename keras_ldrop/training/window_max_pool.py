@@ -23,6 +23,8 @@ array([[ 5.,  7.],
 
 import functools
 
+from keras_ldrop.training.strided_windows import strided_windows
+
 
 def max_pool(inputs, pool_size, strides, pads):
     """A channels-last 2D max pooling.
@@ -46,23 +48,6 @@ def _padded(inputs, pads):
     return jnp.pad(inputs, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
 
 
-def _windows(padded, pool_size, strides, output_shape):
-    """Each window offset `(i, j)` with `padded[:, i + sh*y, j + sw*x]` for every output `(y, x)`."""
-    from jax import lax
-
-    batch, _, _, channels = padded.shape
-    (sh, sw), (oh, ow) = strides, output_shape
-    for i in range(pool_size[0]):
-        for j in range(pool_size[1]):
-            window = lax.slice(
-                padded,
-                (0, i, j, 0),
-                (batch, i + sh * (oh - 1) + 1, j + sw * (ow - 1) + 1, channels),
-                (1, sh, sw, 1),
-            )
-            yield (i, j), window
-
-
 def _forward(inputs, pool_size, strides, pads):
     import jax.numpy as jnp
 
@@ -70,7 +55,7 @@ def _forward(inputs, pool_size, strides, pads):
     output_shape = tuple(
         (padded.shape[axis + 1] - pool_size[axis]) // strides[axis] + 1 for axis in (0, 1)
     )
-    windows = (window for _, window in _windows(padded, pool_size, strides, output_shape))
+    windows = (window for _, window in strided_windows(padded, pool_size, strides, output_shape))
     return functools.reduce(jnp.maximum, windows)
 
 
@@ -85,7 +70,7 @@ def _gradient(pool_size, strides, pads, saved, output_gradient):
     zero = jnp.zeros((), output_gradient.dtype)
     taken = jnp.zeros(outputs.shape, bool)
     gradient = jnp.zeros(padded.shape, output_gradient.dtype)
-    for (i, j), window in _windows(padded, pool_size, strides, output_shape):
+    for (i, j), window in strided_windows(padded, pool_size, strides, output_shape):
         first = (window == outputs) & ~taken
         taken = taken | first
         spread = [
