@@ -37,8 +37,9 @@ the JAX backend running on CPU; on the torch backend it removes the layout
 copies around Keras' convolution instead (`torch_convolution.py`), runs a
 BatchNorm with fixed statistics as one kernel (`torch_batch_normalization.py`),
 lets functional models drop each layer's output after its last use
-(`functional_memory.py`) and updates our SGD's variables with multi-tensor
-operations (`torch_sgd.py`). The training loop,
+(`functional_memory.py`), updates our SGD's variables with multi-tensor
+operations (`torch_sgd.py`) and stores kernels in the memory order the
+convolutions read (`torch_kernel_layout.py`). The training loop,
 `inference.classify.classify_files` (predict, evaluate) and
 `benchmarks/train_step.py` call it; `use_keras_own()` undoes it.
 
@@ -58,6 +59,7 @@ from keras_ldrop.training import (
     shifted_depthwise,
     torch_batch_normalization,
     torch_convolution,
+    torch_kernel_layout,
     torch_sgd,
     window_max_pool,
 )
@@ -74,8 +76,10 @@ def use_where_faster():
     frozen BatchNorm as one kernel,
     `torch_batch_normalization.use_fused_batch_normalization()`, each
     layer's output let go after its last use,
-    `functional_memory.release_layer_outputs()`, and our SGD's update as
-    multi-tensor operations, `torch_sgd.use_foreach_sgd_update()`.
+    `functional_memory.release_layer_outputs()`, our SGD's update as
+    multi-tensor operations, `torch_sgd.use_foreach_sgd_update()`, and the
+    kernels created afterwards stored channels-last,
+    `torch_kernel_layout.use_channels_last_kernels()`.
 
     Returns:
         Whether they are in use.
@@ -85,6 +89,7 @@ def use_where_faster():
         torch_batch_normalization.use_fused_batch_normalization()
         functional_memory.release_layer_outputs()
         torch_sgd.use_foreach_sgd_update()
+        torch_kernel_layout.use_channels_last_kernels()
         return True
     if keras.backend.backend() != "jax":
         return False
@@ -103,6 +108,7 @@ def use_keras_own():
         torch_batch_normalization.use_keras_batch_normalization()
         functional_memory.keep_layer_outputs()
         torch_sgd.use_per_variable_sgd_update()
+        torch_kernel_layout.use_keras_kernel_layout()
     use_xla_convolutions()
 
 
