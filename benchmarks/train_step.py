@@ -32,7 +32,8 @@ _CONV_GRADIENTS = flags.DEFINE_enum(
     "conv_gradients", "auto", ["auto", "xla"],
     "auto: the faster convolutions where they help (JAX on CPU: matrix-product "
     "gradients, shifted-product depthwise; torch: no layout copies, one-kernel frozen "
-    "BatchNorm, outputs released, multi-tensor SGD; cpu_convolution.use_where_faster()), "
+    "BatchNorm, outputs released, multi-tensor SGD, channels-last kernels; "
+    "cpu_convolution.use_where_faster()), "
     "as fine-tuning does; xla: Keras' own.",
 )
 

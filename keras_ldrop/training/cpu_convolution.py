@@ -34,7 +34,8 @@ Grouped (other than depthwise), dilated, channels-first and non-2D
 convolutions, and channels-first or non-2D pooling, keep Keras' own.
 `use_where_faster()` switches this on only where it was measured to help:
 the JAX backend running on CPU; on the torch backend it removes the layout
-copies around Keras' convolution instead (`torch_convolution.py`), runs a
+copies around Keras' convolution and max pooling instead
+(`torch_convolution.py`), runs a
 BatchNorm with fixed statistics as one kernel (`torch_batch_normalization.py`),
 lets functional models drop each layer's output after its last use
 (`functional_memory.py`), updates our SGD's variables with multi-tensor
@@ -72,7 +73,8 @@ def use_where_faster():
 
     JAX on CPU: `use_cpu_convolutions()`. torch (any device: the kernels see
     the same tensors as in Keras' own; measured on CPU): Keras' convolution
-    without its layout copies, `torch_convolution.use_zero_copy_convolutions()`,
+    and max pooling without their layout copies,
+    `torch_convolution.use_zero_copy_convolutions()`,
     frozen BatchNorm as one kernel,
     `torch_batch_normalization.use_fused_batch_normalization()`, each
     layer's output let go after its last use,

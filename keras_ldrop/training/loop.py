@@ -67,7 +67,8 @@ def train_and_evaluate(config, output_dir, log=_print_now, callbacks=()):
     Under JAX on a CPU it computes convolution gradients as matrix products
     and depthwise convolutions as shifted products (XLA's values up to float
     rounding; a ResNet-50 step ran 1.9x faster); under torch it drops the
-    layout copies around Keras' convolution (same values bit for bit);
+    layout copies around Keras' convolution and max pooling and stores the
+    kernels channels-last (Keras' values, to float rounding below a max pool);
     see `cpu_convolution.use_where_faster()`.
 
     Args:
