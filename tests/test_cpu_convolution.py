@@ -285,6 +285,16 @@ def fine_tune_with_keras_own_then_ours(backbone, use_keras_own, use_ours):
         use_keras_own()
 
 
+def assert_fine_tuning_matches(backbone, use_keras_own, use_ours, rtol=0.0, atol=0.0):
+    """`fine_tune_with_keras_own_then_ours`: the same losses and weights (bit for bit by default)."""
+    (keras_losses, keras_weights), (losses, weights) = fine_tune_with_keras_own_then_ours(
+        backbone, use_keras_own, use_ours
+    )
+    np.testing.assert_allclose(losses, keras_losses, rtol=rtol, atol=atol)
+    for mine, reference in zip(weights, keras_weights):
+        np.testing.assert_allclose(mine, reference, rtol=rtol, atol=atol)
+
+
 @jax_only
 @pytest.mark.parametrize("backbone", [_tiny_keras_hub_resnet, _tiny_depthwise_backbone])
 def test_fine_tuning_gives_the_same_weights(backbone):

@@ -8,7 +8,7 @@ import pytest
 
 from keras_ldrop.training import cpu_convolution, functional_memory
 from tests.conftest import _tiny_keras_hub_resnet
-from tests.test_cpu_convolution import _tiny_depthwise_backbone, fine_tune_with_keras_own_then_ours
+from tests.test_cpu_convolution import _tiny_depthwise_backbone, assert_fine_tuning_matches
 
 
 @pytest.fixture
@@ -93,12 +93,7 @@ def test_values_are_keras_own():
 
 @pytest.mark.parametrize("backbone", [_tiny_keras_hub_resnet, _tiny_depthwise_backbone])
 def test_fine_tuning_gives_keras_own_weights_bit_for_bit(backbone):
-    (keras_losses, keras_weights), (losses, weights) = fine_tune_with_keras_own_then_ours(
-        backbone, functional_memory.keep_layer_outputs, functional_memory.release_layer_outputs
-    )
-    assert losses == keras_losses
-    for mine, reference in zip(weights, keras_weights):
-        np.testing.assert_array_equal(mine, reference)
+    assert_fine_tuning_matches(backbone, functional_memory.keep_layer_outputs, functional_memory.release_layer_outputs)
 
 
 def test_fine_tuning_uses_it_on_the_torch_backend_only():

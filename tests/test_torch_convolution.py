@@ -6,7 +6,7 @@ import pytest
 
 from keras_ldrop.training import cpu_convolution, torch_convolution
 from tests.conftest import _tiny_keras_hub_resnet
-from tests.test_cpu_convolution import _tiny_depthwise_backbone, fine_tune_with_keras_own_then_ours
+from tests.test_cpu_convolution import _tiny_depthwise_backbone, assert_fine_tuning_matches
 
 torch_only = pytest.mark.skipif(
     keras.backend.backend() != "torch", reason="the torch backend's convolution"
@@ -159,21 +159,19 @@ def test_channels_first_and_dilated_same_convolutions_are_keras_own(zero_copy, m
 
 @torch_only
 def test_fine_tuning_without_max_pooling_gives_keras_own_weights_bit_for_bit():
-    (keras_losses, keras_weights), (losses, weights) = fine_tune_with_keras_own_then_ours(
+    assert_fine_tuning_matches(
         _tiny_depthwise_backbone, torch_convolution.use_keras_convolutions, torch_convolution.use_zero_copy_convolutions
     )
-    assert losses == keras_losses
-    for mine, reference in zip(weights, keras_weights):
-        np.testing.assert_array_equal(mine, reference)
 
 
 @torch_only
 def test_fine_tuning_through_max_pooling_gives_keras_own_weights_to_float_rounding():
     """The layers below the pool get its gradient channels-last instead of in Keras' NCHW copy,
     so oneDNN sums their kernel gradients in another order."""
-    (keras_losses, keras_weights), (losses, weights) = fine_tune_with_keras_own_then_ours(
-        _tiny_keras_hub_resnet, torch_convolution.use_keras_convolutions, torch_convolution.use_zero_copy_convolutions
+    assert_fine_tuning_matches(
+        _tiny_keras_hub_resnet,
+        torch_convolution.use_keras_convolutions,
+        torch_convolution.use_zero_copy_convolutions,
+        rtol=1e-6,
+        atol=1e-9,
     )
-    np.testing.assert_allclose(losses, keras_losses, rtol=1e-6)
-    for mine, reference in zip(weights, keras_weights):
-        np.testing.assert_allclose(mine, reference, rtol=1e-6, atol=1e-9)

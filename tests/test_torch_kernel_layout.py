@@ -8,11 +8,7 @@ import pytest
 
 from keras_ldrop.training import cpu_convolution, torch_kernel_layout
 from tests.conftest import _tiny_keras_hub_resnet
-from tests.test_cpu_convolution import (
-    _tiny_depthwise_backbone,
-    fine_tune_three_steps,
-    fine_tune_with_keras_own_then_ours,
-)
+from tests.test_cpu_convolution import _tiny_depthwise_backbone, assert_fine_tuning_matches
 
 torch_only = pytest.mark.skipif(keras.backend.backend() != "torch", reason="the torch backend's variables")
 
@@ -52,10 +48,14 @@ def test_fine_tuning_uses_it_and_keras_layout_can_come_back():
 
 
 @torch_only
-def test_only_new_four_dimensional_float_variables_change_layout(channels_last):
+def test_only_four_dimensional_float_variables_made_afterwards_change_layout(channels_last):
     import torch
 
     values = np.arange(3 * 3 * 4 * 8, dtype="float32").reshape(3, 3, 4, 8)
+    torch_kernel_layout.use_keras_kernel_layout()
+    earlier = keras.Variable(values)
+    torch_kernel_layout.use_channels_last_kernels()
+    assert earlier.value.is_contiguous()
     kernel = keras.Variable(values)
     assert tuple(kernel.shape) == values.shape and kernel.value.stride() == CHANNELS_LAST_STRIDES
     np.testing.assert_array_equal(kernel.numpy(), values)
@@ -71,12 +71,9 @@ def test_only_new_four_dimensional_float_variables_change_layout(channels_last):
 @torch_only
 @pytest.mark.parametrize("backbone", [_tiny_keras_hub_resnet, _tiny_depthwise_backbone])
 def test_fine_tuning_gives_keras_own_weights_bit_for_bit(backbone):
-    (keras_losses, keras_weights), (losses, weights) = fine_tune_with_keras_own_then_ours(
+    assert_fine_tuning_matches(
         backbone, torch_kernel_layout.use_keras_kernel_layout, torch_kernel_layout.use_channels_last_kernels
     )
-    assert losses == keras_losses
-    for mine, reference in zip(weights, keras_weights):
-        np.testing.assert_array_equal(mine, reference)
 
 
 @torch_only

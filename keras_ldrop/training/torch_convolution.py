@@ -63,10 +63,13 @@ def _pair(value):
     return value if len(value) == 2 else None
 
 
-def _same_padding(size, kernel, stride):
-    """TensorFlow's "same" padding of one dimension: `(before, after)`."""
-    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
+def _same_padding(spatial_shape, window, strides):
+    """TensorFlow's "same" padding of a 2D window: `((top, bottom), (left, right))`."""
+    pads = []
+    for size, length, stride in zip(spatial_shape, window, strides):
+        total = max((-(-size // stride) - 1) * stride + length - size, 0)
+        pads.append((total // 2, total - total // 2))
+    return tuple(pads)
 
 
 def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
@@ -92,10 +95,7 @@ def _conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation
     kernel = kernel.contiguous(memory_format=torch.channels_last)
     pads = (0, 0)
     if padding.lower() == "same":
-        (top, bottom), (left, right) = (
-            _same_padding(inputs.shape[2 + axis], kernel.shape[2 + axis], pair_strides[axis])
-            for axis in (0, 1)
-        )
+        (top, bottom), (left, right) = _same_padding(inputs.shape[2:], kernel.shape[2:], pair_strides)
         if (top, left) == (bottom, right):
             pads = (top, left)
         else:
@@ -130,10 +130,7 @@ def _max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None
         return _SWAP.keras_own["max_pool"](inputs, pool_size, strides, padding, data_format)
     pads = (0, 0)
     if padding.lower() == "same":
-        (top, bottom), (left, right) = (
-            _same_padding(inputs.shape[1 + axis], pair_size[axis], pair_strides[axis])
-            for axis in (0, 1)
-        )
+        (top, bottom), (left, right) = _same_padding(inputs.shape[1:3], pair_size, pair_strides)
         if (top, left) != (bottom, right):
             return _SWAP.keras_own["max_pool"](inputs, pool_size, strides, padding, data_format)
         pads = (top, left)
