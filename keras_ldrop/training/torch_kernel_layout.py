@@ -4,8 +4,8 @@ Keras keeps a 2D convolution kernel as a contiguous (height, width, in, out)
 tensor. oneDNN takes it channels-last, (out, height, width, in) in memory, so
 every convolution call copied every kernel into that order (Keras' torch
 `conv` and ours in `torch_convolution.py` alike), and autograd copied every
-kernel gradient back into Keras' order; these transposing copies were a third
-of the torch backend's copy time in a ResNet-50 step.
+kernel gradient back into Keras' order: 62 of the 102 ms a ResNet-50 step
+(96 px, 48 images) spent copying tensors on a 2-core CPU.
 `use_channels_last_kernels()` stores each four-dimensional floating-point
 variable created afterwards (kernels, and the optimizer's momentums and
 averages that mirror them) with that memory order under Keras' shape: a
@@ -26,11 +26,9 @@ Example:
 >>> if keras.backend.backend() == "torch":
 ...     torch_kernel_layout.use_channels_last_kernels()
 ...     kernel = keras.Variable(keras.ops.zeros((3, 3, 4, 8)))
-...     print(tuple(kernel.shape), kernel.value.stride())
+...     assert tuple(kernel.shape) == (3, 3, 4, 8)
+...     assert kernel.value.stride() == (12, 4, 1, 36)  # (8, 3, 3, 4) in memory
 ...     torch_kernel_layout.use_keras_kernel_layout()
-... else:
-...     print((3, 3, 4, 8), (12, 4, 1, 36))
-(3, 3, 4, 8) (12, 4, 1, 36)
 """
 
 from keras_ldrop.training.keras_swap import KerasSwap
