@@ -85,6 +85,16 @@ def test_same_values_and_gradients_as_keras(
         np.testing.assert_array_equal(mine, reference)
 
 
+def record_keras_own_calls(monkeypatch, name):
+    """The argument tuples of every call that falls back to Keras' own `name` (which still runs)."""
+    calls = []
+    keras_own = torch_convolution._SWAP.keras_own[name]
+    monkeypatch.setitem(
+        torch_convolution._SWAP.keras_own, name, lambda *args: calls.append(args) or keras_own(*args)
+    )
+    return calls
+
+
 POOL_CASES = [
     # height, width, pool size, strides, padding
     (9, 9, 3, 2, "valid"),
@@ -125,11 +135,7 @@ def test_max_pooling_gives_keras_values_and_gradients_even_with_ties(
 def test_channels_first_and_asymmetric_same_pooling_are_keras_own(zero_copy, monkeypatch):
     from keras.src.backend.torch import nn
 
-    calls = []
-    keras_pool = torch_convolution._SWAP.keras_own["max_pool"]
-    monkeypatch.setitem(
-        torch_convolution._SWAP.keras_own, "max_pool", lambda *args: calls.append(args) or keras_pool(*args)
-    )
+    calls = record_keras_own_calls(monkeypatch, "max_pool")
     inputs = np.random.default_rng(1).normal(size=(2, 8, 8, 4)).astype("float32")
     nn.max_pool(inputs.transpose(0, 3, 1, 2), 3, 2, "valid", "channels_first")
     nn.max_pool(inputs, 3, 2, "same", "channels_last")  # 8 px, stride 2: 0 above, 1 below
@@ -142,11 +148,7 @@ def test_channels_first_and_asymmetric_same_pooling_are_keras_own(zero_copy, mon
 def test_channels_first_and_dilated_same_convolutions_are_keras_own(zero_copy, monkeypatch):
     from keras.src.backend.torch import nn
 
-    calls = []
-    keras_conv = torch_convolution._SWAP.keras_own["conv"]
-    monkeypatch.setitem(
-        torch_convolution._SWAP.keras_own, "conv", lambda *args: calls.append(args) or keras_conv(*args)
-    )
+    calls = record_keras_own_calls(monkeypatch, "conv")
     rng = np.random.default_rng(1)
     inputs = rng.normal(size=(2, 8, 8, 4)).astype("float32")
     kernel = rng.normal(size=(3, 3, 4, 4)).astype("float32")
